@@ -1,0 +1,80 @@
+"""The `lockgate` command: wires the command groups together and maps errors to exit codes.
+
+Exit codes: 0 success, 1 a check failed (gate, audit verify, diff found changes),
+2 usage or input error (bad file, bad reference), 3 runtime failure (database, upstream).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import typer
+
+from lockgate._version import __version__
+from lockgate.cli import _artifacts, _audit, _db, _labels
+from lockgate.cli._common import err, state
+from lockgate.errors import LockgateError, UserError
+
+app = typer.Typer(
+    name="lockgate",
+    help=(
+        "lockgate: prompts, models and their evaluations as versioned artifacts, "
+        "moved between environments through a lock.\n\n"
+        "Start with: lockgate push examples/ && lockgate list"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lockgate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Settings come from LOCKGATE_* variables and ./lockgate.yaml (see docs/architecture.md)."""
+    state(ctx)
+
+
+app.command("push")(_artifacts.push)
+app.command("list")(_artifacts.list_artifacts)
+app.command("show")(_artifacts.show)
+app.command("diff")(_artifacts.diff)
+app.command("rollback")(_artifacts.rollback)
+app.add_typer(_labels.app, name="label")
+app.add_typer(_audit.app, name="audit")
+app.add_typer(_db.app, name="db")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code (tests call this directly)."""
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="lockgate")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    except LockgateError as exc:
+        _report(exc)
+        return exc.exit_code
+    return 0
+
+
+def _report(exc: LockgateError) -> None:
+    prefix = "error" if isinstance(exc, UserError) else "failed"
+    for line in str(exc).splitlines() or [type(exc).__name__]:
+        err.print(f"[red]{prefix}:[/] {line}", markup=True, highlight=False)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

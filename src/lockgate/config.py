@@ -1,0 +1,177 @@
+"""Settings: where lockgate keeps its data and how it reaches its services.
+
+Sources, highest priority first: keyword arguments, ``LOCKGATE_*`` environment variables,
+the project's ``lockgate.yaml``, defaults. The YAML file is the one in the current
+directory, or the one ``LOCKGATE_CONFIG`` names. Relative paths in the file are relative
+to the file; relative paths elsewhere are relative to the current directory.
+
+Example ``lockgate.yaml``::
+
+    home: .lockgate
+    database_url: postgresql+psycopg://lockgate@db.internal/lockgate
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+import pydantic
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from lockgate._yaml import Located, YamlProblems, dotted, load_yaml_file
+from lockgate.errors import ConfigError, Problem
+
+__all__ = ["CONFIG_FILENAME", "Settings", "load_settings"]
+
+CONFIG_FILENAME = "lockgate.yaml"
+_ENV_PREFIX = "LOCKGATE_"
+
+_file_data: ContextVar[Located | None] = ContextVar("lockgate_config_file", default=None)
+
+
+class Settings(BaseSettings):
+    """Resolved lockgate settings. Build them with `load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=_ENV_PREFIX, extra="forbid", frozen=True, env_nested_delimiter="__"
+    )
+
+    home: Path = Field(
+        default=Path(".lockgate"),
+        description="Directory for the embedded database, blobs and local models.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; defaults to SQLite at HOME/lockgate.db. "
+        "For PostgreSQL: postgresql+psycopg://user@host/db.",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis URL for counters shared by gateway replicas."
+    )
+    user: str | None = Field(
+        default=None,
+        description="Actor recorded in lineage and the audit log; defaults to the OS user.",
+    )
+    config_file: Path | None = Field(
+        default=None, description="The lockgate.yaml these settings were read from, if any."
+    )
+
+    @property
+    def db_url(self) -> str:
+        """The database URL in force (the SQLite default when none is set)."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'lockgate.db'}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.home / "blobs"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Feeds the already-parsed lockgate.yaml (set by `load_settings`) into the settings."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        located = _file_data.get()
+        if located is None or located.data is None:
+            return {}
+        return dict(located.data)
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    cwd: Path | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Resolve settings from arguments, the environment and lockgate.yaml.
+
+    Args:
+        config_file: an explicit lockgate.yaml; otherwise ``LOCKGATE_CONFIG`` or
+            ``./lockgate.yaml`` when present.
+        cwd: directory that relative defaults resolve against (the process's by default).
+        **overrides: field values that win over every other source.
+
+    Raises:
+        ConfigError: the file is malformed or a value is invalid; the message names
+            the file and line, or the environment variable.
+    """
+    env = os.environ
+    base = Path.cwd() if cwd is None else cwd
+    path = config_file or (Path(env["LOCKGATE_CONFIG"]) if env.get("LOCKGATE_CONFIG") else None)
+    if path is None and (base / CONFIG_FILENAME).is_file():
+        path = base / CONFIG_FILENAME
+    if path is not None and not path.is_absolute():
+        path = base / path
+
+    located: Located | None = None
+    if path is not None:
+        try:
+            located = load_yaml_file(path)
+        except YamlProblems as exc:
+            raise ConfigError(exc.problems) from None
+        if located.data is not None and not isinstance(located.data, dict):
+            raise ConfigError([Problem("expected a mapping of settings", path=path, line=1)])
+
+    token = _file_data.set(located)
+    try:
+        settings = _build(overrides, located, env)
+    finally:
+        _file_data.reset(token)
+
+    home = settings.home.expanduser()
+    if not home.is_absolute():
+        from_file = (
+            located is not None
+            and isinstance(located.data, dict)
+            and "home" in located.data
+            and "home" not in overrides
+            and f"{_ENV_PREFIX}HOME" not in env
+        )
+        home = (path.parent if from_file and path else base) / home
+    return settings.model_copy(update={"home": home, "config_file": path})
+
+
+def _build(overrides: dict[str, Any], located: Located | None, env: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
+            top = str(loc[0]) if loc else ""
+            message = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
+            variable = f"{_ENV_PREFIX}{top.upper()}"
+            if top in overrides:
+                problems.append(Problem(message, field=dotted(loc)))
+            elif variable in env:
+                problems.append(Problem(f"environment variable {variable}: {message}"))
+            elif located is not None:
+                problems.append(
+                    Problem(message, path=located.path, line=located.line_of(loc), field=dotted(loc))
+                )
+            else:
+                problems.append(Problem(message, field=dotted(loc)))
+        raise ConfigError(problems) from None

@@ -1,0 +1,156 @@
+"""Engines, transactions and schema migrations for SQLite and PostgreSQL.
+
+SQLite is opened in WAL mode with foreign keys on. Write transactions start with
+``BEGIN IMMEDIATE`` so that two writers queue on the database lock instead of failing
+half-way when a read lock cannot be upgraded; readers use a plain deferred ``BEGIN``
+and never block writers. PostgreSQL needs none of this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from lockgate.config import Settings
+from lockgate.errors import MissingExtra, StoreError
+from lockgate.store._blobs import BlobStore
+
+_READ_ONLY = "lockgate_read_only"
+
+
+class Store:
+    """The database and blob store behind lockgate.
+
+    Example:
+        >>> store = Store.open(load_settings())
+        >>> with store.write() as conn:
+        ...     conn.execute(...)
+    """
+
+    def __init__(self, engine: sa.Engine, blobs: BlobStore) -> None:
+        self.engine = engine
+        self.blobs = blobs
+
+    @classmethod
+    def open(cls, settings: Settings, *, migrate: bool = True) -> Store:
+        """Connect, and bring the schema up to date unless ``migrate`` is false."""
+        engine = create_engine(settings)
+        store = cls(engine, BlobStore(settings.blob_dir))
+        if migrate:
+            store.ensure_schema()
+        return store
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """One write transaction: committed on success, rolled back on any exception."""
+        with _translate_db_errors(), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """A read-only transaction (never takes SQLite's write lock)."""
+        with (
+            _translate_db_errors(),
+            self.engine.connect().execution_options(**{_READ_ONLY: True}) as conn,
+            conn.begin(),
+        ):
+            yield conn
+
+    def ensure_schema(self) -> None:
+        """Apply pending migrations; refuse a database newer than this lockgate."""
+        current, head = self.revisions()
+        if current == head:
+            return
+        known = {rev.revision for rev in _script().walk_revisions()}
+        if current is not None and current not in known:
+            raise StoreError(
+                f"the database schema is at revision {current}, which this lockgate does not "
+                "know; upgrade lockgate (pip install -U lockgate)"
+            )
+        self.upgrade()
+
+    def revisions(self) -> tuple[str | None, str | None]:
+        """(current revision of the database, newest revision this code knows)."""
+        with _translate_db_errors(), self.engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        return current, _script().get_current_head()
+
+    def upgrade(self, revision: str = "head") -> None:
+        self._alembic("upgrade", revision)
+
+    def downgrade(self, revision: str) -> None:
+        self._alembic("downgrade", revision)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _alembic(self, verb: str, revision: str) -> None:
+        config = _alembic_config()
+        with _translate_db_errors(), self.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            getattr(command, verb)(config, revision)
+
+
+def create_engine(settings: Settings) -> sa.Engine:
+    """An engine for ``settings.db_url`` with lockgate's per-backend setup."""
+    url = sa.make_url(settings.db_url)
+    if url.get_backend_name() == "sqlite":
+        database = url.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        _configure_sqlite(engine)
+        return engine
+    try:
+        return sa.create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        raise MissingExtra(f"the database URL {url!r}", "postgres", exc.name or "psycopg") from None
+
+
+def _configure_sqlite(engine: sa.Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below decide how transactions start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        read_only = conn.get_execution_options().get(_READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _alembic_config() -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(files("lockgate.store") / "migrations"))
+    return config
+
+
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_alembic_config())
+
+
+@contextmanager
+def _translate_db_errors() -> Iterator[None]:
+    try:
+        yield
+    except sa.exc.OperationalError as exc:
+        raise StoreError(f"database error: {exc.orig}") from exc

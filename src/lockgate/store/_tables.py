@@ -1,0 +1,96 @@
+"""The database schema, as SQLAlchemy Core tables.
+
+Migrations in ``migrations/versions`` create exactly these; a test compares the two.
+Timestamps are timezone-aware UTC. Audit events keep their time as ISO-8601 text because
+the text is what their hash covers, and it must read back byte-for-byte on every backend.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+artifacts = sa.Table(
+    "artifacts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("kind", sa.String(20), nullable=False, index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+)
+
+versions = sa.Table(
+    "versions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("artifact_id", sa.ForeignKey("artifacts.id"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False, index=True),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("author", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("source_path", sa.Text),
+    sa.Column("git_commit", sa.String(40)),
+    sa.Column("git_dirty", sa.Boolean),
+    sa.UniqueConstraint("artifact_id", "version", name="uq_versions_artifact_version"),
+)
+
+labels = sa.Table(
+    "labels",
+    metadata,
+    sa.Column("artifact_id", sa.ForeignKey("artifacts.id"), primary_key=True),
+    sa.Column("label", sa.String(100), primary_key=True),
+    sa.Column("version_id", sa.ForeignKey("versions.id"), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_by", sa.String(200), nullable=False),
+)
+
+label_events = sa.Table(
+    "label_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("artifact_id", sa.ForeignKey("artifacts.id"), nullable=False),
+    sa.Column("label", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(20), nullable=False),
+    sa.Column("from_version_id", sa.ForeignKey("versions.id")),
+    sa.Column("to_version_id", sa.ForeignKey("versions.id"), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_label_events_artifact_label", "artifact_id", "label", "id"),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("event_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("at", sa.String(40), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(50), nullable=False, index=True),
+    sa.Column("target", sa.String(300), nullable=False, index=True),
+    sa.Column("before", sa.Text),
+    sa.Column("after", sa.Text),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+# One row (id=1): the newest event's seq and hash. Locking it serialises appends on every
+# backend, and it lets `verify` notice events deleted from, or added to, the end.
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+GENESIS_HASH = "0" * 64
