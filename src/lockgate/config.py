@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,12 +29,81 @@ from pydantic_settings import (
 from lockgate._yaml import Located, YamlProblems, dotted, load_yaml_file
 from lockgate.errors import ConfigError, Problem
 
-__all__ = ["CONFIG_FILENAME", "Settings", "load_settings"]
+__all__ = [
+    "CONFIG_FILENAME",
+    "CacheConfig",
+    "PriceOverride",
+    "ProviderConfig",
+    "Settings",
+    "Timeouts",
+    "load_settings",
+]
 
 CONFIG_FILENAME = "lockgate.yaml"
 _ENV_PREFIX = "LOCKGATE_"
 
 _file_data: ContextVar[Located | None] = ContextVar("lockgate_config_file", default=None)
+
+
+class Timeouts(BaseModel):
+    """Seconds allowed to connect, to wait for each read, and for the whole call."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connect: float = Field(default=10.0, gt=0)
+    read: float = Field(default=120.0, gt=0)
+    total: float = Field(default=600.0, gt=0)
+
+
+class ProviderConfig(BaseModel):
+    """One provider instance in ``lockgate.yaml`` under ``providers:``.
+
+    Example::
+
+        providers:
+          openai: {base_url: https://api.openai.com/v1, api_key_env: OPENAI_API_KEY}
+          vllm: {type: openai, base_url: http://gpu-box:8000/v1}
+          claude: {type: anthropic}
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str | None = Field(
+        default=None,
+        description="Provider implementation (openai, anthropic, local); defaults to the "
+        "instance name.",
+    )
+    base_url: str | None = None
+    api_key_env: str | None = Field(
+        default=None, description="Environment variable holding the API key."
+    )
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    max_retries: int = Field(default=3, ge=0, le=20)
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Provider-specific options (e.g. n_threads for local)."
+    )
+
+
+class PriceOverride(BaseModel):
+    """USD per million tokens, and the context window, for one ``PROVIDER/MODEL``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_mtok: float | None = Field(default=None, ge=0)
+    output_per_mtok: float | None = Field(default=None, ge=0)
+    cached_input_per_mtok: float | None = Field(default=None, ge=0)
+    context_window: int | None = Field(default=None, ge=1)
+
+
+class CacheConfig(BaseModel):
+    """The model-response cache."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    ttl_seconds: float | None = Field(
+        default=7 * 24 * 3600, gt=0, description="Entry lifetime; null keeps entries forever."
+    )
 
 
 class Settings(BaseSettings):
@@ -63,6 +132,19 @@ class Settings(BaseSettings):
     config_file: Path | None = Field(
         default=None, description="The lockgate.yaml these settings were read from, if any."
     )
+    providers: dict[str, ProviderConfig] = Field(
+        default_factory=dict,
+        description="Provider instances by name; openai, anthropic and local exist by default.",
+    )
+    aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="Model names used in prompts mapped to PROVIDER/MODEL "
+        "(e.g. gpt-class-foundation-model: local/qwen2.5-coder-1.5b-instruct).",
+    )
+    prices: dict[str, PriceOverride] = Field(
+        default_factory=dict, description="Price and context-window overrides by PROVIDER/MODEL."
+    )
+    cache: CacheConfig = Field(default_factory=CacheConfig)
 
     @property
     def db_url(self) -> str:
@@ -74,6 +156,17 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.home / "blobs"
+
+    def environment(self, name: str) -> str | None:
+        """An environment variable named by configuration (``api_key_env``,
+        ``OPENAI_BASE_URL``). Settings are the one layer that reads the environment;
+        everything below asks here."""
+        return os.environ.get(name) or None
+
+    @property
+    def model_dir(self) -> Path:
+        """Where local model files are assembled (HOME/models)."""
+        return self.home / "models"
 
     @classmethod
     def settings_customise_sources(
