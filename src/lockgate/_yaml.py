@@ -74,8 +74,13 @@ def load_yaml_file(path: Path) -> Located:
         located, problems = parse_yaml(text, path)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
+        context_mark = getattr(exc, "context_mark", None)
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if context_mark is not None and "<stream end>" in reason:
+            # An unclosed bracket or quote: the useful line is where it was opened.
+            mark = context_mark
+            reason += f" ({getattr(exc, 'context', 'opened here')})"
+        line = mark.line + 1 if mark is not None else None
         raise YamlProblems([Problem(f"malformed YAML: {reason}", path=path, line=line)]) from None
     if problems:
         raise YamlProblems(problems)

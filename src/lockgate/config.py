@@ -24,6 +24,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from lockgate._yaml import Located, YamlProblems, dotted, load_yaml_file
@@ -250,6 +251,13 @@ def load_settings(
 def _build(overrides: dict[str, Any], located: Located | None, env: Any) -> Settings:
     try:
         return Settings(**overrides)
+    except SettingsError as exc:
+        # Raised for a LOCKGATE_* variable holding a structured value that is not JSON.
+        field = str(exc).split('"')[1] if '"' in str(exc) else "?"
+        raise ConfigError(
+            f"environment variable {_ENV_PREFIX}{field.upper()}: not valid JSON "
+            f"(structured settings such as {field} take a JSON object)"
+        ) from None
     except pydantic.ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import Any
 import pydantic
 
 from lockgate._canonical import canonical_hash
-from lockgate._yaml import YamlProblems, load_yaml_file, pydantic_problems
+from lockgate._yaml import YamlProblems, dotted, load_yaml_file, pydantic_problems
 from lockgate.config import CONFIG_FILENAME
 from lockgate.errors import InvalidArtifact, Problem
 from lockgate.registry._kinds import ID_FIELDS, KINDS, Kind, kind_of
@@ -128,6 +129,15 @@ def load_artifact(path: Path) -> LoadedArtifact:
         problems.append(
             Problem(str(exc), path, located.line_of((kind.id_field,)), kind.id_field)
         )
+    for loc in _non_finite(data, ()):
+        problems.append(
+            Problem(
+                "NaN or infinity has no canonical form; use a finite number",
+                path,
+                located.line_of(loc),
+                dotted(loc),
+            )
+        )
     try:
         model = kind.schema.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -153,10 +163,17 @@ def load_artifact(path: Path) -> LoadedArtifact:
             )
             continue
         files[field_name] = (target, sha256_file(target))
+    spec = model.model_dump(mode="json", exclude_unset=True)
+    loaded = LoadedArtifact(kind, name, version, spec, files, lineage_of(path), path)
+    try:
+        loaded.digest  # noqa: B018 - fail now, with a located message, not at push time
+    except UnicodeEncodeError:
+        problems.append(
+            Problem("contains text that is not valid Unicode (a lone surrogate escape)", path, 1)
+        )
     if problems:
         raise InvalidArtifact(problems)
-    spec = model.model_dump(mode="json", exclude_unset=True)
-    return LoadedArtifact(kind, name, version, spec, files, lineage_of(path), path)
+    return loaded
 
 
 def load_all(paths: Iterable[Path]) -> list[LoadedArtifact]:
@@ -191,6 +208,17 @@ def _git(cwd: Path, *args: str) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _non_finite(value: Any, loc: tuple[str | int, ...]) -> Iterable[tuple[str | int, ...]]:
+    if isinstance(value, float) and not math.isfinite(value):
+        yield loc
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, (*loc, str(key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, (*loc, index))
 
 
 def _yaml_files(directory: Path) -> Iterable[Path]:

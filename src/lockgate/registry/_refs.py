@@ -71,7 +71,10 @@ class Ref:
             return cls(name, version=int(digits))
         if selector == LATEST:
             return cls(name, label=LATEST)
-        return cls(name, label=check_label(selector))
+        try:
+            return cls(name, label=check_label(selector))
+        except BadReference as exc:
+            raise BadReference(f"'{text}' is not a valid reference: {exc}") from None
 
     def __str__(self) -> str:
         return f"{self.name}@{self.version if self.version is not None else self.label}"
