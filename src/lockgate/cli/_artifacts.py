@@ -40,14 +40,21 @@ def push(
         return
     for result in report.results:
         if result.status == "created":
-            out.print(f"[green]pushed[/]    {result.kind:<8} {result.ref}  sha256:{result.digest[:12]}")
+            out.print(
+                f"[green]pushed[/]    {result.kind:<8} {result.ref}  sha256:{result.digest[:12]}"
+            )
         else:
-            out.print(f"[dim]unchanged[/] {result.kind:<8} {result.ref}  (identical content already registered)")
+            out.print(
+                f"[dim]unchanged[/] {result.kind:<8} {result.ref}  "
+                "(identical content already registered)"
+            )
     for skipped in report.skipped:
         out.print(f"[dim]skipped   {skipped} (no *_id field: not an artifact)[/]")
     created = len(report.created)
-    out.print(f"{created} new version{'s' if created != 1 else ''}, "
-              f"{len(report.results) - created} unchanged")
+    out.print(
+        f"{created} new version{'s' if created != 1 else ''}, "
+        f"{len(report.results) - created} unchanged"
+    )
 
 
 def list_artifacts(
@@ -103,8 +110,12 @@ def show(
 
 def diff(
     ctx: typer.Context,
-    ref_a: str = typer.Argument(..., help="The old version, e.g. support-triage@3.", show_default=False),
-    ref_b: str = typer.Argument(..., help="The new version, e.g. support-triage@4.", show_default=False),
+    ref_a: str = typer.Argument(
+        ..., help="The old version, e.g. support-triage@3.", show_default=False
+    ),
+    ref_b: str = typer.Argument(
+        ..., help="The new version, e.g. support-triage@4.", show_default=False
+    ),
 ) -> None:
     """Unified diff of two versions' canonical YAML (exit 1 when they differ, like diff)."""
     text = state(ctx).registry.diff(ref_a, ref_b)
@@ -118,7 +129,9 @@ def diff(
 def rollback(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The artifact name.", show_default=False),
-    label: str = typer.Option(..., "--label", "-l", help="The label to move back.", show_default=False),
+    label: str = typer.Option(
+        ..., "--label", "-l", help="The label to move back.", show_default=False
+    ),
 ) -> None:
     """Move a label back to the version it pointed to before its last move."""
     move = state(ctx).registry.rollback(name, label)

@@ -21,7 +21,10 @@ app = typer.Typer(
 def log(
     ctx: typer.Context,
     target: str | None = typer.Option(
-        None, "--target", "-t", help="Only events whose target starts with this (e.g. support-triage)."
+        None,
+        "--target",
+        "-t",
+        help="Only events whose target starts with this (e.g. support-triage).",
     ),
     action: str | None = typer.Option(
         None, "--action", "-a", help="Only this action (push, label.set, label.rollback)."

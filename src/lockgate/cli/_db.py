@@ -28,7 +28,9 @@ def upgrade(
 @app.command("downgrade")
 def downgrade(
     ctx: typer.Context,
-    revision: str = typer.Argument(..., help="Target revision ('base' removes every table).", show_default=False),
+    revision: str = typer.Argument(
+        ..., help="Target revision ('base' removes every table).", show_default=False
+    ),
 ) -> None:
     """Revert migrations down to REVISION. Data in dropped tables is lost."""
     store = Store.open(state(ctx).settings, migrate=False)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import typer
 
 from lockgate._version import __version__
-from lockgate.cli import _artifacts, _audit, _db, _labels
+from lockgate.cli import _artifacts, _audit, _db, _labels, _models
 from lockgate.cli._common import err, state
 from lockgate.errors import LockgateError, UserError
 
@@ -52,7 +52,9 @@ app.command("list")(_artifacts.list_artifacts)
 app.command("show")(_artifacts.show)
 app.command("diff")(_artifacts.diff)
 app.command("rollback")(_artifacts.rollback)
+app.command("chat")(_models.chat)
 app.add_typer(_labels.app, name="label")
+app.add_typer(_models.app, name="models")
 app.add_typer(_audit.app, name="audit")
 app.add_typer(_db.app, name="db")
 

@@ -93,4 +93,17 @@ audit_head = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False),
 )
 
+# Model responses keyed by sha256 of (provider, pinned model, messages, parameters, seed).
+# Only successful responses are stored. Replay mode reads entries regardless of expiry.
+response_cache = sa.Table(
+    "response_cache",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String(100), nullable=False),
+    sa.Column("model", sa.String(300), nullable=False),
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), index=True),
+)
+
 GENESIS_HASH = "0" * 64
