@@ -15,10 +15,11 @@ PACKAGES = ["lockgate", "lockgate.registry", "lockgate.store", "lockgate.governa
 
 
 @pytest.mark.parametrize("name", PACKAGES)
-def test_all_is_sorted_and_every_name_exists(name: str) -> None:
+def test_all_is_explicit_and_every_name_exists(name: str) -> None:
+    # Ordering is ruff's RUF022 (constants, classes, functions); this checks content.
     module = importlib.import_module(name)
     exported = list(module.__all__)
-    assert exported == sorted(exported)
+    assert len(exported) == len(set(exported))
     for attr in exported:
         assert hasattr(module, attr), f"{name}.{attr} is in __all__ but missing"
 
