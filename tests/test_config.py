@@ -53,7 +53,9 @@ def test_unknown_setting_names_file_and_line(tmp_path: Path) -> None:
     write(tmp_path, "lockgate.yaml", "home: x\ndatabse_url: sqlite://\n")
     with pytest.raises(ConfigError) as info:
         load_settings()
-    assert str(info.value) == f"{tmp_path / 'lockgate.yaml'}:2: field 'databse_url': unknown setting"
+    assert (
+        str(info.value) == f"{tmp_path / 'lockgate.yaml'}:2: field 'databse_url': unknown setting"
+    )
 
 
 def test_nested_error_names_the_nested_line(tmp_path: Path) -> None:

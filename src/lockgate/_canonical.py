@@ -18,7 +18,9 @@ def canonical_json(value: Any) -> str:
     Raises:
         ValueError: `value` holds NaN/infinity or something JSON cannot represent.
     """
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def canonical_hash(value: Any) -> str:

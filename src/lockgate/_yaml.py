@@ -160,4 +160,3 @@ def pydantic_problems(
             Problem(message, path=located.path, line=located.line_of(full), field=dotted(full))
         )
     return problems
-

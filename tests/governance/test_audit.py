@@ -61,11 +61,19 @@ def test_edited_and_rehashed_row_breaks_the_next_link(chain: AuditLog, store: St
     from lockgate.governance._audit import event_hash
 
     forged = event_hash(
-        event_id=row.event_id, at=row.at, actor="mallory", action=row.action,
-        target=row.target, before=row.before, after=row.after, prev_hash=row.prev_hash,
+        event_id=row.event_id,
+        at=row.at,
+        actor="mallory",
+        action=row.action,
+        target=row.target,
+        before=row.before,
+        after=row.after,
+        prev_hash=row.prev_hash,
     )
-    sql(store, sa.update(audit_events).where(audit_events.c.seq == 3)
-        .values(actor="mallory", hash=forged))
+    sql(
+        store,
+        sa.update(audit_events).where(audit_events.c.seq == 3).values(actor="mallory", hash=forged),
+    )
     result = chain.verify()
     assert (result.ok, result.seq) == (False, 4)
     assert "edited and re-hashed" in (result.problem or "")

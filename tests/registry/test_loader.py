@@ -130,7 +130,9 @@ def test_every_problem_in_a_file_is_reported(tmp_path: Path) -> None:
     ("line", "message"),
     [("metadata: {score: .nan}", "NaN or infinity"), ('metadata: {x: "\\ud800"}', "Unicode")],
 )
-def test_values_without_a_canonical_form_are_refused(tmp_path: Path, line: str, message: str) -> None:
+def test_values_without_a_canonical_form_are_refused(
+    tmp_path: Path, line: str, message: str
+) -> None:
     [problem] = problems_of(write(tmp_path, "p.yaml", DESIGN_PROMPT + line + "\n"))
     assert message in problem
 
@@ -151,11 +153,13 @@ def test_suite_requires_exactly_one_dataset_source(tmp_path: Path) -> None:
 # -- canonical hashing -------------------------------------------------------------
 
 _scalars = st.one_of(
-    st.integers(-10**6, 10**6),
+    st.integers(-(10**6), 10**6),
     st.booleans(),
     st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=20),
 )
-_metadata = st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), _scalars, max_size=6)
+_metadata = st.dictionaries(
+    st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), _scalars, max_size=6
+)
 
 
 def _render(meta: dict[str, object], order: list[int], indent: int, comments: bool) -> str:
@@ -165,20 +169,29 @@ def _render(meta: dict[str, object], order: list[int], indent: int, comments: bo
         "prompt_id: demo-v1",
         "model: local/qwen2.5-coder-1.5b-instruct",
         "temperature: 0.5",
-        "metadata:\n" + "".join(
+        "metadata:\n"
+        + "".join(
             f"{' ' * indent}{k}: {json.dumps(v, ensure_ascii=False)}\n" for k, v in meta.items()
-        ) if meta else "metadata: {}",
+        )
+        if meta
+        else "metadata: {}",
     ]
     ordered = [fields[i] for i in order]
     if comments:
-        ordered = [f"# note {i}\n{line}   # trailing" if "\n" not in line else f"# c\n{line}"
-                   for i, line in enumerate(ordered)]
+        ordered = [
+            f"# note {i}\n{line}   # trailing" if "\n" not in line else f"# c\n{line}"
+            for i, line in enumerate(ordered)
+        ]
     return "\n".join(line.rstrip("\n") for line in ordered) + "\n\n\n"
 
 
 @settings(max_examples=60, deadline=None)
-@given(meta=_metadata, order=st.permutations(range(4)), indent=st.integers(1, 6),
-       comments=st.booleans())
+@given(
+    meta=_metadata,
+    order=st.permutations(range(4)),
+    indent=st.integers(1, 6),
+    comments=st.booleans(),
+)
 def test_hash_ignores_key_order_whitespace_and_comments(
     tmp_path_factory: pytest.TempPathFactory,
     meta: dict[str, object],

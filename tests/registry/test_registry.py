@@ -63,7 +63,7 @@ def test_changed_content_under_existing_version_is_refused_with_both_hashes(
 def test_one_bad_file_in_a_batch_writes_nothing(registry: Registry, tmp_path: Path) -> None:
     write(tmp_path / "batch", "a.yaml", prompt(1, name="alpha"))
     write(tmp_path / "batch", "b.yaml", prompt(1, name="beta") + "colour: blue\n")
-    with pytest.raises(InvalidArtifact, match="b.yaml:11: field 'colour'"):
+    with pytest.raises(InvalidArtifact, match=r"b.yaml:11: field 'colour'"):
         registry.push([tmp_path / "batch"])
     assert counts(registry) == (0, 0, 0)
 
@@ -200,9 +200,7 @@ def test_list_and_diff(registry: Registry, tmp_path: Path) -> None:
     assert registry.diff("support-triage@4", "support-triage@staging") == ""
 
 
-def test_lineage_records_author_source_and_git_commit(
-    registry: Registry, tmp_path: Path
-) -> None:
+def test_lineage_records_author_source_and_git_commit(registry: Registry, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
     git = ["git", "-C", str(repo), "-c", "user.email=t@x", "-c", "user.name=t"]
@@ -247,7 +245,7 @@ def test_prompt_without_template_takes_input(registry: Registry, tmp_path: Path)
 def test_templates_are_sandboxed(registry: Registry, tmp_path: Path) -> None:
     evil = DESIGN_PROMPT + "template: \"{{ ''.__class__.__mro__[1].__subclasses__() }}\"\n"
     registry.push([write(tmp_path, "p.yaml", evil)])
-    with pytest.raises(TemplateError, match="unsafe|undefined"):
+    with pytest.raises(TemplateError, match=r"unsafe|undefined"):
         registry.load_prompt("support-triage@4").render()
 
 

@@ -18,7 +18,9 @@ from lockgate.store import Store, metadata
 def empty_settings(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
     if request.param == "sqlite":
         return load_settings(home=tmp_path / "home")
-    return load_settings(home=tmp_path / "home", database_url=request.getfixturevalue("fresh_pg_url"))
+    return load_settings(
+        home=tmp_path / "home", database_url=request.getfixturevalue("fresh_pg_url")
+    )
 
 
 def tables(store: Store) -> set[str]:
@@ -67,7 +69,7 @@ def test_database_from_a_newer_lockgate_is_refused(tmp_path: Path) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999_future'")
     engine.dispose()
-    with pytest.raises(StoreError, match="9999_future.*upgrade lockgate"):
+    with pytest.raises(StoreError, match=r"9999_future.*upgrade lockgate"):
         Store.open(settings)
 
 

@@ -83,9 +83,7 @@ def append_event(
 ) -> AuditEvent:
     """Append one event inside the caller's write transaction and return it."""
     head = conn.execute(
-        sa.select(audit_head.c.seq, audit_head.c.hash)
-        .where(audit_head.c.id == 1)
-        .with_for_update()
+        sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
     ).one()
     fields: dict[str, str | None] = {
         "event_id": str(uuid.uuid4()),
@@ -100,9 +98,7 @@ def append_event(
     digest = event_hash(**fields)
     seq = head.seq + 1
     conn.execute(sa.insert(audit_events).values(seq=seq, hash=digest, **fields))
-    conn.execute(
-        sa.update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=digest)
-    )
+    conn.execute(sa.update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=digest))
     return AuditEvent(seq=seq, hash=digest, **fields)  # type: ignore[arg-type]
 
 
@@ -152,9 +148,7 @@ def walk_chain(rows: list[AuditEvent], *, head_seq: int, head_hash: str) -> Veri
             return Verification(False, checked, head_hash, problem, seq)
 
         if row.computed_hash() != row.hash:
-            return broken(
-                f"event #{row.seq} was edited: its fields no longer match its hash"
-            )
+            return broken(f"event #{row.seq} was edited: its fields no longer match its hash")
         if row.prev_hash != prev_hash:
             later = position_of.get(row.prev_hash)
             if later is not None and later > index:
@@ -164,8 +158,9 @@ def walk_chain(rows: list[AuditEvent], *, head_seq: int, head_hash: str) -> Veri
                 )
             if row.seq > expected_seq:
                 missing = _span(expected_seq, row.seq - 1)
-                return broken(f"{missing} deleted: the chain skips from #{expected_seq - 1} "
-                              f"to #{row.seq}")
+                return broken(
+                    f"{missing} deleted: the chain skips from #{expected_seq - 1} to #{row.seq}"
+                )
             if index >= 2 and row.prev_hash == rows[index - 2].hash:
                 return broken(
                     f"event #{rows[index - 1].seq} was inserted: event #{row.seq} was chained "
@@ -177,8 +172,10 @@ def walk_chain(rows: list[AuditEvent], *, head_seq: int, head_hash: str) -> Veri
                 f"here, or event #{row.seq - 1} was edited and re-hashed"
             )
         if row.seq != expected_seq:
-            return broken(f"event #{row.seq} carries the wrong sequence number "
-                          f"(expected #{expected_seq}): events were renumbered")
+            return broken(
+                f"event #{row.seq} carries the wrong sequence number "
+                f"(expected #{expected_seq}): events were renumbered"
+            )
         prev_hash = row.hash
         expected_seq += 1
 
@@ -206,4 +203,4 @@ def walk_chain(rows: list[AuditEvent], *, head_seq: int, head_hash: str) -> Veri
 
 
 def _span(first: int, last: int) -> str:
-    return f"event #{first} was" if first == last else f"events #{first}–#{last} were"
+    return f"event #{first} was" if first == last else f"events #{first} to #{last} were"

@@ -126,9 +126,7 @@ def load_artifact(path: Path) -> LoadedArtifact:
     try:
         name, version = split_id(str(raw_id))
     except ValueError as exc:
-        problems.append(
-            Problem(str(exc), path, located.line_of((kind.id_field,)), kind.id_field)
-        )
+        problems.append(Problem(str(exc), path, located.line_of((kind.id_field,)), kind.id_field))
     for loc in _non_finite(data, ()):
         problems.append(
             Problem(

@@ -122,7 +122,9 @@ class Prompt(BaseModel):
         """
         messages: list[dict[str, str]] = []
         if self.spec.system is not None:
-            messages.append({"role": "system", "content": self._render(self.spec.system, variables)})
+            messages.append(
+                {"role": "system", "content": self._render(self.spec.system, variables)}
+            )
         if self.spec.template is not None:
             user = self._render(self.spec.template, variables)
         elif "input" in variables:

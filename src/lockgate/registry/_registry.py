@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import json
 from collections.abc import Sequence
@@ -215,9 +216,9 @@ class Registry:
         with self.store.read() as conn:
             artifact = self._artifact(conn, name)
             rows = conn.execute(
-                _version_query().where(versions.c.artifact_id == artifact.id).order_by(
-                    versions.c.version
-                )
+                _version_query()
+                .where(versions.c.artifact_id == artifact.id)
+                .order_by(versions.c.version)
             ).all()
             return [self._to_version(conn, row) for row in rows]
 
@@ -232,7 +233,7 @@ class Registry:
                 artifacts.c.id,
                 artifacts.c.kind,
                 artifacts.c.name,
-                sa.func.count(versions.c.id).label("count"),
+                sa.func.count(versions.c.id).label("n_versions"),
                 sa.func.max(versions.c.version).label("latest"),
                 sa.func.max(versions.c.created_at).label("updated_at"),
             )
@@ -256,7 +257,7 @@ class Registry:
             ArtifactSummary(
                 row.kind,
                 row.name,
-                row.count,
+                row.n_versions,
                 row.latest,
                 dict(sorted(by_artifact.get(row.id, {}).items())),
                 _utc(row.updated_at),
@@ -264,7 +265,7 @@ class Registry:
             for row in rows
         ]
 
-    def labels(self, name: str) -> list[LabelState]:
+    def labels(self, name: str) -> builtins.list[LabelState]:
         with self.store.read() as conn:
             artifact = self._artifact(conn, name)
             rows = conn.execute(
@@ -419,7 +420,9 @@ class Registry:
 
     def _version_number(self, conn: sa.Connection, version_id: int) -> int:
         return int(
-            conn.execute(sa.select(versions.c.version).where(versions.c.id == version_id)).scalar_one()
+            conn.execute(
+                sa.select(versions.c.version).where(versions.c.id == version_id)
+            ).scalar_one()
         )
 
     def _resolve(self, conn: sa.Connection, ref: Ref) -> Any:
