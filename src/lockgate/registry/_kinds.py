@@ -9,10 +9,11 @@ identity.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
+from lockgate._conditions import parse_condition
 from lockgate.registry._prompt import PromptSpec, StrictModel
 
 FeatureType = Literal["float", "int", "bool", "str", "category", "datetime"]
@@ -126,6 +127,35 @@ class ScorerSpec(StrictModel):
     threshold: float | None = None
 
 
+def _condition(value: str | float) -> str | float:
+    parse_condition(value)
+    return value
+
+
+Condition = Annotated[str | float, AfterValidator(_condition)]
+
+
+class GateSpec(StrictModel):
+    """When a run passes.
+
+    Example::
+
+        gate:
+          pass_rate: ">= 0.92"            # point estimate over cases
+          pass_rate_lower_bound: ">= 0.85"  # lower end of the Wilson 95% interval
+          metrics: {f1: ">= 0.8", rmse: "<= 12.5"}
+          no_regression_vs: production     # compare with the last run on target@production
+    """
+
+    pass_rate: Condition | None = None
+    pass_rate_lower_bound: Condition | None = None
+    metrics: dict[str, Condition] = Field(default_factory=dict)
+    no_regression_vs: str | None = None
+    ignore_unreviewed: bool = Field(
+        default=False, description="Decide without waiting for human reviews."
+    )
+
+
 class SuiteSpec(StrictModel):
     """An evaluation suite: target, cases, scorers, repeats and the gate."""
 
@@ -137,7 +167,12 @@ class SuiteSpec(StrictModel):
     scorers: list[ScorerSpec] = Field(min_length=1)
     repeats: int = Field(default=1, ge=1, le=1000)
     concurrency: int = Field(default=4, ge=1, le=1024)
-    gate: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float = Field(default=120.0, gt=0, description="Per-call timeout in seconds.")
+    seed: int = Field(default=0, description="Base seed; attempt k of a case uses seed + k.")
+    judge_model: str | None = Field(
+        default=None, description="Default model for llm_judge/groundedness scorers."
+    )
+    gate: GateSpec = Field(default_factory=GateSpec)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
