@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import typer
 
 from lockgate._version import __version__
-from lockgate.cli import _artifacts, _audit, _db, _labels, _models
+from lockgate.cli import _artifacts, _audit, _db, _eval, _labels, _models
 from lockgate.cli._common import err, state
 from lockgate.errors import LockgateError, UserError
 
@@ -53,6 +53,10 @@ app.command("show")(_artifacts.show)
 app.command("diff")(_artifacts.diff)
 app.command("rollback")(_artifacts.rollback)
 app.command("chat")(_models.chat)
+app.command("eval")(_eval.eval_command)
+app.command("reproduce")(_eval.reproduce_command)
+app.add_typer(_eval.runs_app, name="runs")
+app.add_typer(_eval.review_app, name="review")
 app.add_typer(_labels.app, name="label")
 app.add_typer(_models.app, name="models")
 app.add_typer(_audit.app, name="audit")

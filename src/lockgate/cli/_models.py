@@ -116,7 +116,7 @@ def chat(
     params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
     if json_schema is not None:
         params["response_format"] = _schema_format(json_schema)
-    client = Client(state(ctx).settings, cache_mode=cache)  # type: ignore[arg-type]
+    client = Client(state(ctx).settings, cache_mode=cache)
     result = asyncio.run(_chat(client, model, messages, params, stream))
     _print_stats(result)
 

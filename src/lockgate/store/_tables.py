@@ -106,4 +106,58 @@ response_cache = sa.Table(
     sa.Column("expires_at", sa.DateTime(timezone=True), index=True),
 )
 
+# One evaluation run of a suite version against a target version. `report` holds the
+# final RunReport as JSON (what `runs show` and the HTML report render); `manifest` what
+# is needed to reproduce it.
+eval_runs = sa.Table(
+    "eval_runs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("suite", sa.String(200), nullable=False, index=True),
+    sa.Column("suite_version", sa.Integer, nullable=False),
+    sa.Column("target", sa.String(200), nullable=False, index=True),
+    sa.Column("target_version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("pass_rate", sa.Float),
+    sa.Column("gate_passed", sa.Boolean),
+    sa.Column("baseline_run_id", sa.String(32)),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("manifest", sa.Text, nullable=False),
+    sa.Column("report", sa.Text),
+)
+
+# Every attempt of every case, written as the run goes so an interrupted run keeps them.
+eval_attempts = sa.Table(
+    "eval_attempts",
+    metadata,
+    sa.Column("run_id", sa.ForeignKey("eval_runs.id"), primary_key=True),
+    sa.Column("case_id", sa.String(200), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("output", sa.Text, nullable=False),
+    sa.Column("scores", sa.Text, nullable=False),
+)
+
+# Outputs waiting for (or given) a human verdict, from the `human` scorer.
+review_items = sa.Table(
+    "review_items",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("run_id", sa.ForeignKey("eval_runs.id"), nullable=False, index=True),
+    sa.Column("case_id", sa.String(200), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("input", sa.Text),
+    sa.Column("expected", sa.Text),
+    sa.Column("output", sa.Text, nullable=False),
+    sa.Column("instructions", sa.Text),
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("score", sa.Float),
+    sa.Column("comment", sa.Text),
+    sa.Column("reviewer", sa.String(200)),
+    sa.Column("reviewed_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("run_id", "case_id", "attempt", name="uq_review_items_attempt"),
+)
+
 GENESIS_HASH = "0" * 64
