@@ -140,3 +140,23 @@ def test_resolution_errors_are_actionable(client_settings: Settings) -> None:
         client.resolve("loop-a")
     assert client.resolve("local/smollm2-135m-instruct").provider_type == "local"
     assert client.resolve("openai/gpt-4o-2024-08-06").provider_type == "openai"
+
+
+async def test_streamed_tool_calls_are_merged_by_index(
+    client_settings: Settings, upstream: ScriptedUpstream
+) -> None:
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "lookup_invoice", "arguments": '{"invoice": "INV-42"}'},
+    }
+    upstream.set_rules([Rule(match=None, tool_calls=[call])])
+    async with Client(client_settings, cache_mode="off") as client:
+        sink = StreamResult(client.resolve("triage-model"))
+        async for _ in client.stream("triage-model", ask("find my invoice"), into=sink):
+            pass
+    assert sink.result is not None
+    assert sink.result.response.tool_calls == [
+        {"id": "call_1", "type": "function", "function": call["function"]}
+    ]
+    assert sink.result.response.finish_reason == "tool_calls"

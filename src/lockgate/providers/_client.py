@@ -205,7 +205,12 @@ class Client:
         return self._result(response, resolved, started, status, retries=retries)
 
     async def stream(
-        self, model: str, messages: list[Message], *, into: StreamResult | None = None, **params: Any
+        self,
+        model: str,
+        messages: list[Message],
+        *,
+        into: StreamResult | None = None,
+        **params: Any,
     ) -> AsyncIterator[ChatChunk]:
         """Chunks as they arrive. Pass ``into=StreamResult(...)`` (or read the result of
         `stream_result`) to get the `ChatResult` once the stream is exhausted. A cached
@@ -227,7 +232,7 @@ class Client:
         provider = self.provider(resolved.provider)
         finish: ChatChunk | None = None
         usage: Usage | None = None
-        tool_calls: list[dict[str, Any]] = []
+        tool_calls: dict[int, dict[str, Any]] = {}
         reported_model = resolved.model
         async for chunk in stream_with_retries(
             lambda: provider.stream(request), self.retry_policy(resolved.provider)
@@ -236,8 +241,8 @@ class Client:
                 first = time.perf_counter() - started
             if chunk.delta:
                 sink.chunks.append(chunk.delta)
-            if chunk.tool_calls:
-                tool_calls.extend(chunk.tool_calls)
+            for fragment in chunk.tool_calls or ():
+                _merge_tool_call(tool_calls, fragment)
             if chunk.usage is not None:
                 usage = chunk.usage
             if chunk.model:
@@ -250,7 +255,7 @@ class Client:
             content="".join(sink.chunks),
             finish_reason=finish.finish_reason if finish and finish.finish_reason else "stop",
             usage=usage or Usage(),
-            tool_calls=tool_calls or None,
+            tool_calls=[tool_calls[i] for i in sorted(tool_calls)] or None,
             provider=resolved.provider,
         )
         if usage is None:
@@ -338,6 +343,22 @@ class Client:
             cache=cache,
             time_to_first_token_s=ttft,
             retries=retries,
+        )
+
+
+def _merge_tool_call(calls: dict[int, dict[str, Any]], fragment: dict[str, Any]) -> None:
+    """Fold one streamed tool-call fragment into the call at its ``index``: the first
+    fragment carries id, type and name; later ones append to the arguments string."""
+    index = int(fragment.get("index", len(calls)))
+    call = calls.setdefault(index, {"id": None, "type": "function", "function": {}})
+    call["id"] = call["id"] or fragment.get("id")
+    call["type"] = fragment.get("type") or call["type"]
+    function = fragment.get("function") or {}
+    if function.get("name"):
+        call["function"]["name"] = function["name"]
+    if "arguments" in function:
+        call["function"]["arguments"] = call["function"].get("arguments", "") + (
+            function["arguments"] or ""
         )
 
 

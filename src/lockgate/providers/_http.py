@@ -1,0 +1,421 @@
+"""What the HTTP providers share: one pooled client, deadlines, error mapping, SSE.
+
+The OpenAI-compatible and Anthropic providers speak to their servers with plain `httpx`
+rather than the vendors' SDKs. The gateway's hot path then pays for one JSON encode, one
+request and one decode, nothing else; importing an SDK costs hundreds of milliseconds and
+brings its own retry loop, which would fight `lockgate.providers._retry`.
+
+Every call has three clocks: ``connect`` and ``read`` (per socket operation, enforced by
+httpx) and ``total`` (wall clock for the whole call, enforced with `asyncio.timeout`). A
+stream checks the total deadline around every read rather than across its ``yield``\\s, so
+a deadline never fires inside the consumer's code.
+
+Errors map onto `lockgate.errors` the same way for every provider::
+
+    401, 403                  AuthError
+    429                       RateLimited (retry_after from Retry-After when sent)
+    400 "context too long"    ContextWindowExceeded      (the provider decides)
+    408, 409, 5xx             UpstreamError              retryable
+    any other 4xx             ProviderError(status)      not retryable
+    httpx timeouts, deadline  Timeout
+    connection / protocol     UpstreamError
+    malformed JSON            UpstreamError
+
+Every message is one line and starts with the provider instance and the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import re
+import ssl
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import httpx
+import orjson
+
+from lockgate.config import ProviderConfig, Settings
+from lockgate.errors import (
+    AuthError,
+    ContextWindowExceeded,
+    ProviderError,
+    RateLimited,
+    Timeout,
+    UpstreamError,
+)
+from lockgate.providers._types import Message, ModelInfo, TokenCount
+
+if TYPE_CHECKING:
+    from lockgate.accounting import PriceTable
+
+__all__ = [
+    "HTTPProvider",
+    "SSEDecoder",
+    "SSEEvent",
+    "build_client",
+    "decode_json",
+    "drain",
+    "one_line",
+    "parse_duration",
+    "parse_retry_after",
+]
+
+_JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
+_SSE_HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_MESSAGE_LIMIT = 300
+_DRAIN_GRACE = 1.0
+
+
+def one_line(text: str, limit: int = _MESSAGE_LIMIT) -> str:
+    """`text` with whitespace runs collapsed and cut to `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: seconds (fractions allowed) or an
+    HTTP-date. Past dates give 0; anything unparseable gives None.
+
+    >>> parse_retry_after("1.5")
+    1.5
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def parse_duration(value: str | None) -> float | None:
+    """Seconds from a Go-style duration as in OpenAI's ``x-ratelimit-reset-*`` headers
+    (``"1.5s"``, ``"20ms"``, ``"6m0s"``, ``"1h2m3s"``) or a bare number of seconds."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        parts = _DURATION_PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            return None
+        scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+        seconds = sum(float(number) * scale[unit] for number, unit in parts)
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def decode_json(content: bytes | str, where: str, *, provider: str | None = None) -> Any:
+    """Parsed JSON, or `UpstreamError` naming `where` when the server sent something else."""
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        head = content[:80]
+        snippet = head.decode("utf-8", "replace") if isinstance(head, bytes) else head
+        message = f"{where}: malformed JSON from upstream: {one_line(snippet)!r}"
+        raise UpstreamError(message, provider=provider) from None
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One server-sent event: its ``event:`` name (``message`` when unnamed) and data."""
+
+    event: str
+    data: str
+
+
+class SSEDecoder:
+    """Turns a ``text/event-stream`` into `SSEEvent`s, fed by line or by network read.
+
+    Follows the WHATWG rules that matter here: lines end with LF, CRLF or CR; ``data:``
+    lines accumulate (joined by newlines), a blank line dispatches, ``:`` lines are
+    comments, one space after the colon is dropped. `end` (and `flush`) return an event
+    left without its final blank line, which some servers omit before closing.
+    """
+
+    __slots__ = ("_data", "_event", "_pending")
+
+    def __init__(self) -> None:
+        self._event = ""
+        self._data: list[str] = []
+        self._pending = b""
+
+    def feed_bytes(self, chunk: bytes) -> list[SSEEvent]:
+        """The events completed by `chunk`, a piece of the body cut anywhere."""
+        lines = (self._pending + chunk).splitlines(keepends=True)
+        # An unfinished line, or one ending in CR that may be the first half of CRLF,
+        # waits for the next read.
+        self._pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+        events = []
+        for raw in lines:
+            event = self.feed(raw.rstrip(b"\r\n").decode("utf-8", "replace"))
+            if event is not None:
+                events.append(event)
+        return events
+
+    def end(self) -> SSEEvent | None:
+        """The body is over: the last event, if one is still pending."""
+        if self._pending:
+            self.feed(self._pending.rstrip(b"\r\n").decode("utf-8", "replace"))
+            self._pending = b""
+        return self.flush()
+
+    def feed(self, line: str) -> SSEEvent | None:
+        if not line:
+            return self.flush()
+        if line[0] == ":":
+            return None
+        name, _, value = line.partition(":")
+        if value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        return None
+
+    def flush(self) -> SSEEvent | None:
+        if not self._data:
+            self._event = ""
+            return None
+        event = SSEEvent(self._event or "message", "\n".join(self._data))
+        self._event = ""
+        self._data = []
+        return event
+
+
+def build_client(
+    config: ProviderConfig,
+    *,
+    base_url: str,
+    headers: Mapping[str, str],
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """One pooled client for one provider instance.
+
+    ``config.options`` may set ``max_connections`` (default 200),
+    ``max_keepalive_connections`` (default 100), ``proxy`` (a URL) and ``ca_bundle`` (a
+    PEM file). The client does not read proxy or certificate variables from the
+    environment (``trust_env=False``): lockgate reads the environment only through
+    `Settings`, and a stray ``HTTP_PROXY`` must not reroute calls to a local server.
+    """
+    timeouts = config.timeouts
+    options = config.options
+    verify: ssl.SSLContext | bool = True
+    if options.get("ca_bundle"):
+        verify = ssl.create_default_context(cafile=str(options["ca_bundle"]))
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers=dict(headers),
+        # A pool wait is bounded by the total deadline: under load a request should queue
+        # for a connection, not fail after the (short) connect timeout.
+        timeout=httpx.Timeout(
+            connect=timeouts.connect, read=timeouts.read, write=timeouts.read, pool=timeouts.total
+        ),
+        limits=httpx.Limits(
+            max_connections=int(options.get("max_connections", 200)),
+            max_keepalive_connections=int(options.get("max_keepalive_connections", 100)),
+            keepalive_expiry=30.0,
+        ),
+        proxy=options.get("proxy"),
+        verify=verify,
+        trust_env=False,
+        transport=transport,
+    )
+
+
+def status_error(
+    status: int,
+    *,
+    where: str,
+    provider: str,
+    message: str,
+    context_exceeded: bool,
+    retry_after: float | None,
+    auth_hint: str,
+) -> ProviderError:
+    """The lockgate error for an HTTP error status, with a one-line message."""
+    detail = f"{where}: HTTP {status}: {one_line(message) or 'no error message'}"
+    if status in (401, 403):
+        return AuthError(f"{detail}; {auth_hint}", provider=provider, status=status)
+    if status == 429:
+        wait = "" if retry_after is None else f" (retry after {retry_after:g}s)"
+        return RateLimited(f"{detail}{wait}", provider=provider, retry_after=retry_after)
+    if context_exceeded and 400 <= status < 500:
+        return ContextWindowExceeded(detail, provider=provider, status=status)
+    if status in (408, 409) or status >= 500:
+        return UpstreamError(detail, provider=provider, status=status)
+    return ProviderError(detail, provider=provider, status=status)
+
+
+async def drain(events: AsyncIterator[SSEEvent], grace: float = _DRAIN_GRACE) -> None:
+    """Read what is left of a stream whose last event has arrived: normally nothing but
+    the end of the body. Closing the response before that end would close the connection
+    instead of returning it to the pool (measured: ~2x the per-call time of a stream).
+
+    A server that keeps the body open gets `grace` seconds; then the connection is
+    dropped, which costs a reconnect, not the answer.
+    """
+    try:
+        async with asyncio.timeout(grace):
+            async for _ in events:
+                pass
+    except (TimeoutError, ProviderError):
+        return  # the answer is complete; only the connection is lost
+
+
+class HTTPProvider:
+    """Base of the HTTP providers: the pooled client, deadlines and transport errors.
+
+    Subclasses set `provider_type` and implement `_error_from_response`. They do not retry:
+    callers wrap calls with `lockgate.providers._retry.with_retries`.
+    """
+
+    provider_type: ClassVar[str] = "http"
+
+    def __init__(
+        self,
+        name: str,
+        config: ProviderConfig,
+        settings: Settings,
+        *,
+        base_url: str,
+        headers: Mapping[str, str],
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.settings = settings
+        self.base_url = base_url.rstrip("/")
+        self._total = config.timeouts.total
+        self._prices: PriceTable | None = None
+        self._client = build_client(
+            config, base_url=self.base_url, headers=headers, transport=transport
+        )
+
+    def _where(self, model: str) -> str:
+        return f"provider '{self.name}' ({self.provider_type}), model '{model}'"
+
+    def _error_from_response(self, response: httpx.Response, model: str) -> ProviderError:
+        raise NotImplementedError
+
+    def _upstream(self, model: str, what: str) -> UpstreamError:
+        return UpstreamError(f"{self._where(model)}: {what}", provider=self.name)
+
+    def _transport_error(self, exc: Exception, model: str) -> ProviderError:
+        where = self._where(model)
+        detail = one_line(str(exc)) or type(exc).__name__
+        if isinstance(exc, TimeoutError):
+            message = f"{where}: no complete answer within the total deadline of {self._total:g}s"
+            return Timeout(message, provider=self.name)
+        if isinstance(exc, httpx.TimeoutException):
+            message = f"{where}: {type(exc).__name__} talking to {self.base_url}: {detail}"
+            return Timeout(message, provider=self.name)
+        return UpstreamError(
+            f"{where}: failed talking to {self.base_url}: {detail}", provider=self.name
+        )
+
+    async def _post_json(self, path: str, body: dict[str, Any], model: str) -> Any:
+        """POST `body` as JSON and return the decoded JSON answer, or raise a mapped error."""
+        try:
+            async with asyncio.timeout(self._total):
+                response = await self._client.post(
+                    path, content=orjson.dumps(body), headers=_JSON_HEADERS
+                )
+        except (TimeoutError, httpx.HTTPError) as exc:
+            raise self._transport_error(exc, model) from exc
+        if response.status_code >= 400:
+            raise self._error_from_response(response, model)
+        return decode_json(response.content, self._where(model), provider=self.name)
+
+    async def _sse(
+        self, path: str, body: dict[str, Any], model: str
+    ) -> AsyncGenerator[SSEEvent, None]:
+        """POST `body` and yield the server-sent events of the answer.
+
+        The total deadline is checked around each read, never across a ``yield``.
+        """
+        deadline = asyncio.get_running_loop().time() + self._total
+        request = self._client.build_request(
+            "POST", path, content=orjson.dumps(body), headers=_SSE_HEADERS
+        )
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self._client.send(request, stream=True)
+        except (TimeoutError, httpx.HTTPError) as exc:
+            raise self._transport_error(exc, model) from exc
+        try:
+            if response.status_code >= 400:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await response.aread()
+                except (TimeoutError, httpx.HTTPError) as exc:
+                    raise self._transport_error(exc, model) from exc
+                raise self._error_from_response(response, model)
+            decoder = SSEDecoder()
+            # Bytes, not aiter_lines(): one deadline check per network read instead of per
+            # line, and two fewer generator layers per chunk.
+            reads = response.aiter_bytes()
+            try:
+                while True:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            data = await anext(reads, None)
+                    except (TimeoutError, httpx.HTTPError) as exc:
+                        raise self._transport_error(exc, model) from exc
+                    if data is None:
+                        break
+                    for event in decoder.feed_bytes(data):
+                        yield event
+            finally:
+                if isinstance(reads, AsyncGenerator):
+                    await reads.aclose()
+            last = decoder.end()
+            if last is not None:
+                yield last
+        finally:
+            await response.aclose()
+
+    def count_tokens(self, model: str, messages: list[Message]) -> TokenCount:
+        """Prompt tokens of `messages` (exact where lockgate has the model's tokenizer)."""
+        from lockgate.accounting import count_message_tokens
+
+        return count_message_tokens(self.provider_type, model, messages)
+
+    def context_window(self, model: str) -> int | None:
+        """The model's context window from lockgate's price table and overrides."""
+        if self._prices is None:
+            from lockgate.accounting import PriceTable
+
+            self._prices = PriceTable(self.settings.prices)
+        return self._prices.context_window(
+            self.provider_type, model, instance=self.name, base_url=self.base_url
+        )
+
+    def models(self) -> list[ModelInfo]:
+        """The models listed under ``options.models`` in the configuration (no network)."""
+        listed = self.config.options.get("models") or []
+        return [
+            ModelInfo(provider=self.name, model=str(m), context_window=self.context_window(str(m)))
+            for m in listed
+        ]
+
+    async def aclose(self) -> None:
+        """Close the pooled connections. The provider cannot be used afterwards."""
+        await self._client.aclose()
