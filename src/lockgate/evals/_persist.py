@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import builtins
 import json
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from lockgate.errors import NotFound, UserError
@@ -107,14 +109,22 @@ class RunStore:
                         "case_id": a.case_id,
                         "attempt": a.attempt,
                         "status": a.status,
-                        "output": json.dumps(asdict(a.output), default=_json_default),
-                        "scores": json.dumps(
+                        # orjson serialises dataclasses natively (~10x asdict + json).
+                        "output": orjson.dumps(a.output, default=_json_default).decode(),
+                        "scores": orjson.dumps(
                             [
-                                {"scorer": r.scorer, "weight": r.weight, **asdict(r.score)}
+                                {
+                                    "scorer": r.scorer,
+                                    "weight": r.weight,
+                                    "value": _finite_or_text(r.score.value),
+                                    "passed": r.score.passed,
+                                    "reason": r.score.reason,
+                                    "details": r.score.details,
+                                }
                                 for r in a.scores
                             ],
                             default=_json_default,
-                        ),
+                        ).decode(),
                     }
                     for a in attempts
                 ],
@@ -166,7 +176,7 @@ class RunStore:
             rows = conn.execute(
                 sa.select(eval_runs).where(eval_runs.c.id.startswith(run_id, autoescape=True))
             ).all()
-        if not rows or len(run_id) < 6 and len(rows) != 1:
+        if not rows or (len(run_id) < 6 and len(rows) != 1):
             raise NotFound(f"no run '{run_id}'; see: lockgate runs list")
         if len(rows) > 1:
             raise UserError(f"run id prefix '{run_id}' is ambiguous; give more characters")
@@ -220,7 +230,9 @@ class RunStore:
                 [{"run_id": run_id, "status": "pending", **item} for item in items],
             )
 
-    def reviews(self, *, run_id: str | None = None, status: str | None = None) -> builtins.list[ReviewItem]:
+    def reviews(
+        self, *, run_id: str | None = None, status: str | None = None
+    ) -> builtins.list[ReviewItem]:
         query = sa.select(review_items).order_by(review_items.c.id)
         if run_id:
             query = query.where(review_items.c.run_id == run_id)
@@ -286,6 +298,11 @@ class RunStore:
             )
 
 
+def _finite_or_text(value: float) -> float | str:
+    """JSON has no NaN; keep it as text so it reads back as NaN, not as null."""
+    return value if math.isfinite(value) else str(value)
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
@@ -321,7 +338,7 @@ def _attempt(row: Any) -> AttemptResult:
         ScoreRecord(
             scorer=s.pop("scorer"),
             weight=s.pop("weight"),
-            score=Score(**s),
+            score=Score(**{**s, "value": float(s["value"])}),
         )
         for s in json.loads(row.scores)
     ]

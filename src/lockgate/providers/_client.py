@@ -40,6 +40,7 @@ from lockgate.providers._types import (
 from lockgate.store import Store
 
 CacheStatus = Literal["hit", "miss", "off"]
+_REQUEST_FIELDS = frozenset(ChatRequest.__dataclass_fields__) - {"model", "messages", "extra"}
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,9 @@ class Client:
         self.settings = settings
         self.prices = PriceTable(settings.prices)
         self._providers: dict[str, Provider] = {}
+        self._configs = {name: ProviderConfig() for name in BUILTIN_PROVIDERS}
+        self._configs.update(settings.providers)
+        self._resolved: dict[str, ResolvedModel] = {}
         self._owns_store = False
         mode: CacheMode = cache_mode or ("use" if settings.cache.enabled else "off")
         self.cache: ResponseCache | None = None
@@ -113,9 +117,7 @@ class Client:
 
     def provider_configs(self) -> dict[str, ProviderConfig]:
         """Configured provider instances plus the built-ins under their own names."""
-        configs = {name: ProviderConfig() for name in BUILTIN_PROVIDERS}
-        configs.update(self.settings.providers)
-        return configs
+        return dict(self._configs)
 
     def resolve(self, model: str) -> ResolvedModel:
         """``gpt-class-foundation-model`` → alias target; ``openai/gpt-4o`` → provider + id.
@@ -123,6 +125,12 @@ class Client:
         Raises:
             ConfigError: an unknown provider, a missing ``PROVIDER/`` prefix, or an alias loop.
         """
+        cached = self._resolved.get(model)
+        if cached is None:
+            cached = self._resolved[model] = self._resolve(model)
+        return cached
+
+    def _resolve(self, model: str) -> ResolvedModel:
         alias = None
         seen: list[str] = []
         name = model
@@ -133,7 +141,7 @@ class Client:
             alias = alias or name
             name = self.settings.aliases[name]
         provider, sep, model_id = name.partition("/")
-        configs = self.provider_configs()
+        configs = self._configs
         if not sep or not model_id:
             raise ConfigError(
                 f"model '{model}' names no provider: write PROVIDER/MODEL (for example "
@@ -150,15 +158,14 @@ class Client:
     def provider(self, name: str) -> Provider:
         """The provider instance `name`, created on first use."""
         if name not in self._providers:
-            configs = self.provider_configs()
-            if name not in configs:
+            if name not in self._configs:
                 raise ConfigError(f"unknown provider '{name}'")
-            config = configs[name]
+            config = self._configs[name]
             self._providers[name] = factory_for(config.type or name)(name, config, self.settings)
         return self._providers[name]
 
     def retry_policy(self, provider: str) -> RetryPolicy:
-        config = self.provider_configs()[provider]
+        config = self._configs[provider]
         return RetryPolicy(
             max_retries=config.max_retries,
             base_delay=config.retry_base_delay,
@@ -170,9 +177,8 @@ class Client:
     def request(self, model: str, messages: list[Message], **params: Any) -> ChatRequest:
         """Build the `ChatRequest` a call to `model` would send (after alias resolution)."""
         resolved = self.resolve(model)
-        known = set(ChatRequest.__dataclass_fields__) - {"model", "messages", "extra"}
-        extra = {k: v for k, v in params.items() if k not in known and v is not None}
-        fields = {k: v for k, v in params.items() if k in known}
+        extra = {k: v for k, v in params.items() if k not in _REQUEST_FIELDS and v is not None}
+        fields = {k: v for k, v in params.items() if k in _REQUEST_FIELDS}
         if isinstance(fields.get("stop"), str):
             fields["stop"] = [fields["stop"]]
         return ChatRequest(model=resolved.model, messages=messages, extra=extra, **fields)

@@ -8,7 +8,8 @@ Example:
 
 from __future__ import annotations
 
+from lockgate.testing._process import upstream_process
 from lockgate.testing._upstream import ScriptedUpstream
 from lockgate.testing._upstream_script import RecordedRequest, Rule, load_rules
 
-__all__ = ["RecordedRequest", "Rule", "ScriptedUpstream", "load_rules"]
+__all__ = ["RecordedRequest", "Rule", "ScriptedUpstream", "load_rules", "upstream_process"]
