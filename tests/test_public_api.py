@@ -10,8 +10,15 @@ import pytest
 
 import lockgate
 
-PACKAGES = ["lockgate", "lockgate.registry", "lockgate.store", "lockgate.governance",
-            "lockgate.providers", "lockgate.accounting", "lockgate.testing"]
+PACKAGES = [
+    "lockgate",
+    "lockgate.registry",
+    "lockgate.store",
+    "lockgate.governance",
+    "lockgate.providers",
+    "lockgate.accounting",
+    "lockgate.testing",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

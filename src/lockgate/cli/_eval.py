@@ -91,8 +91,9 @@ def eval_command(
             )
         except KeyboardInterrupt:
             progress.stop()
-            err.print("[yellow]interrupted[/]: the partial run is kept as incomplete "
-                      "(lockgate runs list)")
+            err.print(
+                "[yellow]interrupted[/]: the partial run is kept as incomplete (lockgate runs list)"
+            )
             raise typer.Exit(130) from None
     _emit(report, json_file=json_file, junit=junit, html=html)
     if report.status == "awaiting_review":
@@ -153,8 +154,15 @@ def runs_list(
     table = Table("run", "suite", "target", "status", "pass rate", "started", "by")
     for r in rows:
         rate = "-" if r.pass_rate is None else f"{r.pass_rate:.3f}"
-        table.add_row(r.id[:12], r.suite_ref, r.target_ref, _status(r.status), rate,
-                      when(r.started_at), r.actor)
+        table.add_row(
+            r.id[:12],
+            r.suite_ref,
+            r.target_ref,
+            _status(r.status),
+            rate,
+            when(r.started_at),
+            r.actor,
+        )
     out.print(table)
 
 
@@ -192,17 +200,25 @@ def runs_compare(
         baseline_run_id=before.id,
         baseline_label=f"run {before.id[:12]}",
     )
-    out.print(f"[bold]{after.id[:12]}[/] ({after.target_ref}) vs [bold]{before.id[:12]}[/] "
-              f"({before.target_ref}) on {result.paired_cases} shared cases")
+    out.print(
+        f"[bold]{after.id[:12]}[/] ({after.target_ref}) vs [bold]{before.id[:12]}[/] "
+        f"({before.target_ref}) on {result.paired_cases} shared cases"
+    )
     lo, hi = result.mean_diff_interval
     out.print(f"  mean score change {result.mean_diff:+.3f} (95% interval {lo:+.3f} to {hi:+.3f})")
-    out.print(f"  newly failing {len(result.newly_failing)}, newly passing "
-              f"{len(result.newly_passing)}, McNemar exact p = {result.p_value:.3g}")
+    out.print(
+        f"  newly failing {len(result.newly_failing)}, newly passing "
+        f"{len(result.newly_passing)}, McNemar exact p = {result.p_value:.3g}"
+    )
     for case in result.newly_failing[:20]:
         out.print(f"  [red]✗ {case}[/]")
     for case in result.newly_passing[:20]:
         out.print(f"  [green]✓ {case}[/]")
-    verdict = "[red]significant regression[/]" if result.significant_regression else "no significant regression"
+    verdict = (
+        "[red]significant regression[/]"
+        if result.significant_regression
+        else "no significant regression"
+    )
     out.print(f"  {verdict}")
     if result.significant_regression:
         raise typer.Exit(1)
@@ -226,20 +242,24 @@ def review_list(
         out.print("Nothing to review.")
         return
     for item in items:
-        out.print(f"[bold]#{item.id}[/] run {item.run_id[:12]} case {item.case_id} "
-                  f"attempt {item.attempt} [{item.status}]")
+        out.print(
+            f"[bold]#{item.id}[/] run {item.run_id[:12]} case {item.case_id} "
+            f"attempt {item.attempt} [{item.status}]"
+        )
         if item.instructions:
             out.print(f"  [dim]instructions:[/] {item.instructions}", markup=True)
         out.print(f"  input:    {item.input or '-'}", markup=False)
         out.print(f"  expected: {item.expected or '-'}", markup=False)
         out.print(f"  output:   {item.output}", markup=False)
-    out.print(f"\nSubmit with: lockgate review submit ID --pass|--fail [--score X] [--comment ...]")
+    out.print("\nSubmit with: lockgate review submit ID --pass|--fail [--score X] [--comment ...]")
 
 
 @review_app.command("submit")
 def review_submit(
     ctx: typer.Context,
-    item_id: int = typer.Argument(..., help="The review item (# in review list).", show_default=False),
+    item_id: int = typer.Argument(
+        ..., help="The review item (# in review list).", show_default=False
+    ),
     passed: bool = typer.Option(
         ..., "--pass/--fail", help="Your verdict on the output.", show_default=False
     ),
@@ -254,22 +274,35 @@ def review_submit(
     )
     report = refresh_run(cli.registry, item.run_id)
     remaining = len(runs.reviews(run_id=item.run_id, status="pending"))
-    out.print(f"#{item.id} {item.status}; run {item.run_id[:12]} is now {_status(report.status)}"
-              f" ({remaining} left to review)")
+    out.print(
+        f"#{item.id} {item.status}; run {item.run_id[:12]} is now {_status(report.status)}"
+        f" ({remaining} left to review)"
+    )
 
 
-def _emit(report: RunReport, *, json_file: Path | None, junit: Path | None, html: Path | None) -> None:
+def _emit(
+    report: RunReport, *, json_file: Path | None, junit: Path | None, html: Path | None
+) -> None:
     render_summary(report, out)
-    for path, writer, kind in ((json_file, write_json, "JSON"), (junit, write_junit, "JUnit"),
-                               (html, write_html, "HTML")):
+    for path, writer, kind in (
+        (json_file, write_json, "JSON"),
+        (junit, write_junit, "JUnit"),
+        (html, write_html, "HTML"),
+    ):
         if path is not None:
             writer(report, path)
             out.print(f"[dim]{kind} report: {path}[/]")
 
 
 def _status(status: str) -> str:
-    colour = {"passed": "green", "failed": "red", "incomplete": "yellow",
-              "awaiting_review": "yellow", "errored": "red", "running": "cyan"}.get(status, "white")
+    colour = {
+        "passed": "green",
+        "failed": "red",
+        "incomplete": "yellow",
+        "awaiting_review": "yellow",
+        "errored": "red",
+        "running": "cyan",
+    }.get(status, "white")
     return f"[{colour}]{status}[/]"
 
 

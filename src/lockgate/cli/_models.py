@@ -34,7 +34,9 @@ def list_models(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
         try:
             infos = client.provider(name).models()
         except LockgateError as exc:
-            rows.append({"model": f"{name}/*", "provider": name, "note": str(exc), "available": False})
+            rows.append(
+                {"model": f"{name}/*", "provider": name, "note": str(exc), "available": False}
+            )
             continue
         targets = [client.resolve(a) for a in settings.aliases]
         infos += [
@@ -55,8 +57,12 @@ def list_models(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
                     "provider": provider_type,
                     "context_window": info.context_window
                     or client.prices.context_window(provider_type, info.model),
-                    "input_per_mtok": str(price.input_per_mtok) if price and price.input_per_mtok is not None else None,
-                    "output_per_mtok": str(price.output_per_mtok) if price and price.output_per_mtok is not None else None,
+                    "input_per_mtok": str(price.input_per_mtok)
+                    if price and price.input_per_mtok is not None
+                    else None,
+                    "output_per_mtok": str(price.output_per_mtok)
+                    if price and price.output_per_mtok is not None
+                    else None,
                     "available": info.available,
                     "note": info.note or info.description,
                 }
@@ -89,7 +95,9 @@ def list_models(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
 def chat(
     ctx: typer.Context,
     model: str = typer.Argument(
-        ..., help="PROVIDER/MODEL or an alias, e.g. local/smollm2-135m-instruct.", show_default=False
+        ...,
+        help="PROVIDER/MODEL or an alias, e.g. local/smollm2-135m-instruct.",
+        show_default=False,
     ),
     message: str = typer.Argument(..., help="The user message.", show_default=False),
     system: str | None = typer.Option(None, "--system", "-s", help="A system message."),

@@ -32,7 +32,6 @@ from collections.abc import Callable
 from typing import Any
 
 from lockgate.errors import UserError
-from lockgate.scorers._types import Case, Output, Score
 from lockgate.scorers._classical_data import (
     Data,
     class_key,
@@ -43,6 +42,7 @@ from lockgate.scorers._classical_data import (
 )
 from lockgate.scorers._common import check_limit, check_threshold, load_module, to_text
 from lockgate.scorers._registry import DatasetScorer, scorer
+from lockgate.scorers._types import Case, Output, Score
 
 __all__ = ["accuracy", "f1", "log_loss", "mae", "precision", "r2", "recall", "rmse", "roc_auc"]
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from lockgate.errors import UserError
-from lockgate.scorers._types import Case, Output, Score
 from lockgate.scorers._common import to_text
+from lockgate.scorers._types import Case, Output, Score
 
 __all__ = ["Data", "LabelKind", "class_key", "coerce", "labels", "prepare", "probabilities"]
 

@@ -14,8 +14,8 @@ from types import ModuleType
 from typing import Any
 
 from lockgate.errors import MissingExtra
-from lockgate.scorers._types import Case, Output, Score
 from lockgate.scorers._registry import ScorerContext
+from lockgate.scorers._types import Case, Output, Score
 
 __all__ = [
     "FoundJson",

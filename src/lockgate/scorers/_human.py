@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 
-from lockgate.scorers._types import Case, Output, Score
 from lockgate.scorers._registry import CaseScorer, ScorerContext, scorer
+from lockgate.scorers._types import Case, Output, Score
 
 PENDING_REASON = "awaiting human review"
 

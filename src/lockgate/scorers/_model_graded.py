@@ -26,7 +26,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from lockgate.scorers._types import Case, Output, Score
 from lockgate.scorers._common import (
     check_threshold,
     errored,
@@ -35,6 +34,7 @@ from lockgate.scorers._common import (
     to_text,
 )
 from lockgate.scorers._registry import CaseScorer, ScorerContext, scorer
+from lockgate.scorers._types import Case, Output, Score
 
 __all__ = ["JUDGE_SYSTEM", "VERDICT_SCHEMA", "groundedness", "llm_judge"]
 

@@ -18,9 +18,9 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from lockgate.scorers._types import Case, Output, Score
 from lockgate.scorers._common import check_limit, errored
 from lockgate.scorers._registry import CaseScorer, ScorerContext, scorer
+from lockgate.scorers._types import Case, Output, Score
 
 __all__ = ["cost_usd", "latency_ms", "tokens"]
 

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
-from lockgate.scorers._types import Case, Output, Score
 from lockgate.scorers._common import (
     check_threshold,
     errored,
@@ -33,6 +32,7 @@ from lockgate.scorers._common import (
     resolve_threshold,
 )
 from lockgate.scorers._registry import CaseScorer, ScorerContext, scorer
+from lockgate.scorers._types import Case, Output, Score
 
 __all__ = [
     "EMBEDDING_MODEL",

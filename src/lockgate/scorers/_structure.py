@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from lockgate.scorers._types import Case, Output, Score
 from lockgate.scorers._common import FoundJson, errored, find_json, missing_expected, to_text
 from lockgate.scorers._registry import CaseScorer, ScorerContext, scorer
+from lockgate.scorers._types import Case, Output, Score
 
 __all__ = ["json_field", "json_schema", "json_valid", "parse_path"]
 

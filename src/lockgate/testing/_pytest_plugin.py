@@ -36,7 +36,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def describe_failure(report: RunReport) -> str:
     """A readable explanation of why a gate did not pass."""
-    lines = [f"lockgate gate {report.status}: {report.suite} on {report.target} (run {report.run_id[:12]})"]
+    head = f"lockgate gate {report.status}: {report.suite} on {report.target}"
+    lines = [f"{head} (run {report.run_id[:12]})"]
     lines += [f"  ✗ {check.detail}" for check in report.gate if not check.passed]
     failing = [c.case_id for c in report.cases if c.status in ("failed", "errored")]
     if failing:
