@@ -49,8 +49,9 @@ class ModelSpec(StrictModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     trusted: bool = Field(
         default=False,
-        description="Allow loading a joblib/pickle binary (it can run code). Ignored for "
-        "skops and ONNX, which load without executing code.",
+        description="Trust the binary: required to load joblib/pickle (which can run code), "
+        "and lets a skops file use types outside lockgate's allow-list. The blob's sha256 "
+        "is verified on every load either way.",
     )
     description: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
