@@ -30,6 +30,7 @@ step "2. Prompts are code: what changed from v4 to v5?"
 lockgate diff support-triage@4 support-triage@5 || true
 
 step "3. The models behind the names (offline: the local Qwen model, priced at \$0)"
+lockgate models prepare qwen2.5-coder-1.5b-instruct   # assembles the 1.1 GB file once
 lockgate models list
 lockgate chat gpt-class-foundation-model \
   "In one sentence: why do teams version their prompts?" --max-tokens 60

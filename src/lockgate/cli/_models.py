@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from lockgate.accounting import format_usd
 from lockgate.cli._common import JSON_OPTION, err, out, print_json, state
@@ -40,10 +40,20 @@ def list_models(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
             continue
         targets = [client.resolve(a) for a in settings.aliases]
         infos += [
-            ModelInfo(provider=name, model=t.model)
+            ModelInfo(provider=name, model=t.model, note="named by an alias")
             for t in targets
             if t.provider == name and all(i.model != t.model for i in infos)
         ]
+        if not infos:
+            note = "no models named: add an alias or options.models in lockgate.yaml"
+            rows.append(
+                {
+                    "model": f"{name}/…",
+                    "provider": client.provider_configs()[name].type or name,
+                    "note": note,
+                    "available": True,
+                }
+            )
         for info in infos:
             ref = f"{name}/{info.model}"
             if ref in seen:
@@ -72,16 +82,25 @@ def list_models(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     if as_json:
         print_json({"models": rows, "aliases": aliases})
         return
-    table = Table("model", "type", "context", "$/Mtok in", "$/Mtok out", "status")
+    table = Table(
+        Column("model", no_wrap=True),
+        "type",
+        Column("context", justify="right"),
+        Column("$/Mtok in", justify="right"),
+        Column("$/Mtok out", justify="right"),
+        "status",
+    )
     for row in rows:
-        status = "ready" if row["available"] else f"[yellow]{row.get('note') or 'unavailable'}[/]"
+        note = row.get("note") or ""
+        status = note if row["available"] else f"[yellow]unavailable: {note}[/]"
         window = row.get("context_window")
+        unknown = "-" if row["model"].endswith("/…") else "unknown"
         table.add_row(
             row["model"],
             row["provider"],
-            f"{window:,}" if window else "unknown",
-            row.get("input_per_mtok") or "unknown",
-            row.get("output_per_mtok") or "unknown",
+            f"{window:,}" if window else unknown,
+            row.get("input_per_mtok") or unknown,
+            row.get("output_per_mtok") or unknown,
             status,
         )
     out.print(table)
@@ -90,6 +109,28 @@ def list_models(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
         for alias, target in aliases.items():
             alias_table.add_row(alias, target)
         out.print(alias_table)
+
+
+@app.command("prepare")
+def prepare(
+    ctx: typer.Context,
+    models: list[str] = typer.Argument(
+        None, help="Local model ids (default: every installed local model).", show_default=False
+    ),
+) -> None:
+    """Verify local model files, and assemble split ones (the 1.1 GB Qwen) once.
+
+    Runs on first use anyway; this does it up front, with progress, so the first call
+    is not slow.
+    """
+    from lockgate.providers._local_models import CATALOGUE, ensure_model_file, get_model
+
+    model_dir = state(ctx).settings.model_dir
+    wanted = [get_model(m) for m in models] if models else list(CATALOGUE.values())
+    for model in wanted:
+        with err.status(f"verifying {model.id} (sha256 of {model.size / 1e6:,.0f} MB)…"):
+            path = ensure_model_file(model, model_dir)
+        out.print(f"[green]ready[/] {model.id}: {path}")
 
 
 def chat(
