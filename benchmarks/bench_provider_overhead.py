@@ -19,12 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +32,7 @@ from lockgate.providers._anthropic import AnthropicProvider
 from lockgate.providers._anthropic_translate import to_messages_body
 from lockgate.providers._openai import OpenAIProvider, request_body
 from lockgate.providers._types import ChatRequest, Provider
+from lockgate.testing import upstream_process
 
 REPLY = "The quick brown fox jumps over the lazy dog near the river bank"  # 13 chunks
 REQUEST = ChatRequest(
@@ -50,35 +47,7 @@ REQUEST = ChatRequest(
 TARGET_US = {"chat": 150.0, "stream": 300.0}
 CONCURRENCY = (1, 10, 64)
 
-_SERVER = """
-import sys
-from lockgate.testing import ScriptedUpstream
-up = ScriptedUpstream(latency=0.0, default_reply=sys.argv[1])
-up.serve_forever(on_ready=lambda url: print(url, flush=True))
-"""
-
 Call = Callable[[], Awaitable[object]]
-
-
-@contextmanager
-def upstream_process() -> Iterator[str]:
-    """Run the scripted upstream in a child process; yield its URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", _SERVER, REPLY], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
-        if not url.startswith("http"):
-            raise RuntimeError("the scripted upstream did not start")
-        yield url
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 async def timed(call: Call, calls: int, concurrency: int) -> float:
@@ -244,7 +213,7 @@ async def main(calls: int) -> None:
     for item in closing:
         await item.aclose()
 
-    with upstream_process() as url:
+    with upstream_process(default_reply=REPLY) as url:
         found, closing = cases(url, settings)
         await report(
             f"real socket: scripted upstream at 0 ms latency ({url})", found, calls, CONCURRENCY

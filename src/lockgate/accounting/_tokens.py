@@ -121,7 +121,7 @@ class _QuicktokEncoding(Protocol):
 
 def _load_quicktok(name: str) -> _QuicktokEncoding:
     # Imported here so `import lockgate` stays fast and the vocabulary loads on demand.
-    import quicktok  # type: ignore[import-untyped]
+    import quicktok
 
     # The constructor reads only the bundled data; quicktok.get_encoding() would also
     # look in ~/.cache/quicktok for user-imported vocabularies, which we never want.

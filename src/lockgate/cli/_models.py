@@ -84,11 +84,11 @@ def list_models(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
         return
     table = Table(
         Column("model", no_wrap=True),
-        "type",
-        Column("context", justify="right"),
-        Column("$/Mtok in", justify="right"),
-        Column("$/Mtok out", justify="right"),
-        "status",
+        Column("type", no_wrap=True),
+        Column("context", justify="right", no_wrap=True),
+        Column("$/Mtok in", justify="right", no_wrap=True),
+        Column("$/Mtok out", justify="right", no_wrap=True),
+        Column("status", ratio=1, min_width=20),
     )
     for row in rows:
         note = row.get("note") or ""

@@ -55,7 +55,10 @@ def build_report(
     warnings = list(warnings)
     cases = case_pass_rates(attempts, suite.cases)
     rate, interval, _passed, _n = suite_pass_rate(cases)
-    has_verdicts = any(c.status != "pending_review" for c in cases)
+    # A suite of dataset metrics only (a classical model) has no per-case verdicts: its
+    # pass rate would be a vacuous 100%, so it is reported as n/a and the metrics gate.
+    case_scored = any(a.scores for a in attempts) or not dataset_scores
+    has_verdicts = case_scored and any(c.status != "pending_review" for c in cases)
     metrics = _metrics(cases, attempts, dataset_scores)
     comparison, regression_check = _comparison(
         run_id, suite, cases, runs, registry, baseline_run, warnings

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 
 from lockgate._version import __version__
@@ -226,7 +227,7 @@ class EvalRunner:
                 prediction=predictions[index],
                 probabilities=probabilities[index] if probabilities is not None else None,
                 latency_ms=per_row_ms,
-                cost_usd=None,
+                cost_usd=Decimal(0),  # an in-process model has no per-call price
             )
             results.append(await _score(case, 0, output, scorers, context))
         return results

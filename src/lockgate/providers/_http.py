@@ -32,6 +32,7 @@ import math
 import re
 import ssl
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC
@@ -280,7 +281,7 @@ async def drain(events: AsyncIterator[SSEEvent], grace: float = _DRAIN_GRACE) ->
         return  # the answer is complete; only the connection is lost
 
 
-class HTTPProvider:
+class HTTPProvider(ABC):
     """Base of the HTTP providers: the pooled client, deadlines and transport errors.
 
     Subclasses set `provider_type` and implement `_error_from_response`. They do not retry:
@@ -312,8 +313,9 @@ class HTTPProvider:
     def _where(self, model: str) -> str:
         return f"provider '{self.name}' ({self.provider_type}), model '{model}'"
 
+    @abstractmethod
     def _error_from_response(self, response: httpx.Response, model: str) -> ProviderError:
-        raise NotImplementedError
+        """The typed error for a non-2xx answer (each wire format words errors its way)."""
 
     def _upstream(self, model: str, what: str) -> UpstreamError:
         return UpstreamError(f"{self._where(model)}: {what}", provider=self.name)
