@@ -41,9 +41,9 @@ def log(
         "#",
         Column("time (UTC)", no_wrap=True),
         "actor",
-        "action",
+        Column("action", no_wrap=True),
         Column("target", overflow="fold"),
-        "change",
+        Column("change", ratio=1),
     )
     for e in events:
         table.add_row(
@@ -58,6 +58,12 @@ def _change(event: AuditEvent) -> str:
     after = json.loads(event.after) if event.after else {}
     if "version" in after:
         return f"{before.get('version', '∅')} → {after['version']}"
+    if "run_id" in after:
+        rate = after.get("pass_rate")
+        shown = f", pass rate {rate:.3f}" if isinstance(rate, int | float) else ""
+        return f"{after.get('status')} on {after.get('target')}{shown} (run {after['run_id'][:8]})"
+    if "status" in after:
+        return f"{before.get('status', '∅')} → {after['status']}"
     if "digest" in after:
         return f"sha256:{after['digest'][:12]}"
     return ", ".join(f"{k}={v}" for k, v in sorted(after.items()))

@@ -16,9 +16,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 
-from lockgate.cli._common import JSON_OPTION, err, out, print_json, state, when
+from lockgate.cli._common import JSON_OPTION, err, out, print_json, state
 from lockgate.errors import UserError
 from lockgate.evals import Progress as RunProgress
 from lockgate.evals import RunReport, RunStore, arun_suite, reproduce
@@ -151,17 +151,20 @@ def runs_list(
     if not rows:
         out.print("No runs yet. Start one with: lockgate eval SUITE")
         return
-    table = Table("run", "suite", "target", "status", "pass rate", "started", "by")
+    table = Table(
+        Column("run", no_wrap=True),
+        Column("suite", overflow="fold"),
+        Column("target", overflow="fold"),
+        "status",
+        Column("pass rate", justify="right"),
+        Column("started", no_wrap=True),
+        "by",
+    )
     for r in rows:
         rate = "-" if r.pass_rate is None else f"{r.pass_rate:.3f}"
+        started = r.started_at.astimezone().strftime("%m-%d %H:%M")
         table.add_row(
-            r.id[:12],
-            r.suite_ref,
-            r.target_ref,
-            _status(r.status),
-            rate,
-            when(r.started_at),
-            r.actor,
+            r.id[:8], r.suite_ref, r.target_ref, _status(r.status), rate, started, r.actor
         )
     out.print(table)
 
