@@ -25,6 +25,8 @@ from lockgate.registry import Registry
 from lockgate.store import Store
 from lockgate.store._tables import GENESIS_HASH, audit_head, metadata
 
+pytest_plugins = ["pytester"]
+
 ADMIN_URL = os.environ.get(
     "LOCKGATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
