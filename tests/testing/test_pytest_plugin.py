@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.conftest import EXAMPLES
 
 from lockgate.config import load_settings
 from lockgate.registry import Registry
-from tests.conftest import EXAMPLES
 
 
 @pytest.fixture
