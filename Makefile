@@ -56,4 +56,4 @@ bench: setup services
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .lockgate .demo build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .lockgate .demo reports build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
