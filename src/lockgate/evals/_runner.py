@@ -344,8 +344,10 @@ def rebuild_report(registry: Registry, row: RunRow, attempts: list[AttemptResult
 
 def _review_items(suite: ResolvedSuite, attempts: list[AttemptResult]) -> list[dict[str, Any]]:
     by_case = {case.id: case for case in suite.cases}
+    order = {case.id: index for index, case in enumerate(suite.cases)}
     items = []
-    for attempt in attempts:
+    # Queue in dataset order, whatever order concurrent attempts finished in.
+    for attempt in sorted(attempts, key=lambda a: (order[a.case_id], a.attempt)):
         if attempt.status != "pending_review":
             continue
         case = by_case[attempt.case_id]
