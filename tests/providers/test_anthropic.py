@@ -132,7 +132,8 @@ async def test_chat_translates_both_ways(
     assert response.id.startswith("msg_")
     sent = up.requests[-1]
     assert (sent.method, sent.path) == ("POST", "/v1/messages")
-    assert sent.headers["x-api-key"] == "sk-ant-test"
+    # An entry with its own base_url never receives the default ANTHROPIC_API_KEY.
+    assert "x-api-key" not in sent.headers
     assert sent.headers["anthropic-version"] == "2023-06-01"
     assert sent.body is not None
     assert sent.body["system"] == "Classify.\n\nOne word."
@@ -246,11 +247,24 @@ async def test_server_errors_and_overloaded_are_retryable(
 
 async def test_401_names_the_variable_to_set(up: ScriptedUpstream, make: Make) -> None:
     up.set_rules([Rule(status=401, error_message="invalid x-api-key")])
-    with pytest.raises(AuthError, match="set the environment variable ANTHROPIC_API_KEY"):
+    with pytest.raises(AuthError, match="set api_key_env for provider"):
         await make().chat(ask("hi"))
     with pytest.raises(AuthError, match="set the environment variable CLAUDE_KEY"):
         await collect(make(api_key_env="CLAUDE_KEY").stream(ask("hi")))
     assert "x-api-key" not in up.requests[-1].headers
+
+
+async def test_key_from_the_configured_variable_or_the_default_host(
+    up: ScriptedUpstream, make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-default")
+    monkeypatch.setenv("CLAUDE_KEY", "sk-ant-claude")
+    await make(api_key_env="CLAUDE_KEY").chat(ask("hi"))
+    assert up.requests[-1].headers["x-api-key"] == "sk-ant-claude"
+    # ANTHROPIC_BASE_URL redirects the default entry, which keeps its default key.
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", up.url)
+    await make(base_url=None).chat(ask("hi"))
+    assert up.requests[-1].headers["x-api-key"] == "sk-ant-default"
 
 
 async def test_prompt_too_long_is_context_window_exceeded(up: ScriptedUpstream, make: Make) -> None:

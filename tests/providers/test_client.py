@@ -160,3 +160,26 @@ async def test_streamed_tool_calls_are_merged_by_index(
         {"id": "call_1", "type": "function", "function": call["function"]}
     ]
     assert sink.result.response.finish_reason == "tool_calls"
+
+
+async def test_price_overrides_by_instance_and_cache_keys_by_server(
+    upstream: ScriptedUpstream, tmp_path: Path
+) -> None:
+    upstream.set_rules(RULES)
+    with ScriptedUpstream([Rule(match=None, reply="from the other server")]) as other:
+
+        def settings_for(url: str) -> Settings:
+            return load_settings(
+                home=tmp_path / "home",
+                providers={"scripted": {"type": "openai", "base_url": url + "/v1"}},
+                prices={"scripted/house-llama": {"input_per_mtok": 1, "output_per_mtok": 2}},
+            )
+
+        async with Client(settings_for(upstream.url)) as client:
+            first = await client.chat("scripted/house-llama", ask("refund"))
+        # 20 input tokens x $1/Mtok + 1 output token x $2/Mtok.
+        assert first.cost.usd == Decimal("0.000022")
+        async with Client(settings_for(other.url)) as client:
+            moved = await client.chat("scripted/house-llama", ask("refund"))
+        assert moved.cache == "miss"
+        assert moved.text == "from the other server"

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
@@ -49,7 +50,7 @@ def push(
                 "(identical content already registered)"
             )
     for skipped in report.skipped:
-        out.print(f"[dim]skipped   {skipped} (no *_id field: not an artifact)[/]")
+        out.print(f"[dim]skipped   {escape(str(skipped))} (no *_id field: not an artifact)[/]")
     created = len(report.created)
     out.print(
         f"{created} new version{'s' if created != 1 else ''}, "
@@ -97,7 +98,7 @@ def show(
     out.print(f"  sha256   {version.digest}")
     out.print(f"  labels   {', '.join(version.labels) or '-'}")
     out.print(f"  author   {version.author}, {when(version.created_at)}")
-    out.print(f"  source   {version.source_path or '-'}")
+    out.print(f"  source   {escape(version.source_path or '-')}")
     commit = version.git_commit or "-"
     if version.git_dirty:
         commit += " (file had uncommitted changes)"

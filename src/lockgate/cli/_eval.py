@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -70,8 +72,12 @@ def eval_command(
     """
     if no_cache and replay:
         raise UserError("--no-cache and --replay contradict each other; pick one")
-    cache: CacheMode = "replay" if replay else "off" if no_cache else "use"
+    cache: CacheMode | None = "replay" if replay else "off" if no_cache else None
+    for path in (json_file, junit, html):
+        _check_writable(path)
     cli = state(ctx)
+    if baseline is not None:
+        RunStore(cli.registry.store).get(baseline)  # fail now, not after the whole run
     ref = _pushed_if_file(cli.registry, ref)
     with _progress(quiet) as (progress, on_progress):
         try:
@@ -98,7 +104,25 @@ def eval_command(
     _emit(report, json_file=json_file, junit=junit, html=html)
     if report.status == "awaiting_review":
         err.print(f"awaiting human review: see lockgate review list --run {report.run_id[:12]}")
+    if report.status == "errored":
+        # Nothing was scored: a runtime failure (upstream down, timeouts), not a verdict.
+        reasons = Counter(
+            a.output.error for c in report.cases for a in c.attempts if a.output.error
+        )
+        for reason, count in reasons.most_common(5):
+            err.print(f"failed: {count} × {reason}", markup=False)
+        raise typer.Exit(3)
     raise typer.Exit(0 if report.gate_passed else 1)
+
+
+def _check_writable(path: Path | None) -> None:
+    """Refuse a report path that cannot be written before spending a run on it."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise UserError(f"{path} is a directory; give a file name for the report")
+    if not path.parent.is_dir():
+        raise UserError(f"cannot write {path}: the directory {path.parent} does not exist")
 
 
 def reproduce_command(
@@ -119,7 +143,7 @@ def reproduce_command(
         return
     err.print(f"[red]not reproducible[/]: {len(result.differences)} differences")
     for line in result.differences[:50]:
-        err.print(f"  {line}")
+        err.print(f"  {line}", markup=False)
     raise typer.Exit(1)
 
 
@@ -247,10 +271,10 @@ def review_list(
     for item in items:
         out.print(
             f"[bold]#{item.id}[/] run {item.run_id[:12]} case {item.case_id} "
-            f"attempt {item.attempt} [{item.status}]"
+            f"attempt {item.attempt} {escape(f'[{item.status}]')}"
         )
         if item.instructions:
-            out.print(f"  [dim]instructions:[/] {item.instructions}", markup=True)
+            out.print(f"  [dim]instructions:[/] {escape(item.instructions)}")
         out.print(f"  input:    {item.input or '-'}", markup=False)
         out.print(f"  expected: {item.expected or '-'}", markup=False)
         out.print(f"  output:   {item.output}", markup=False)

@@ -6,10 +6,13 @@ Exit codes: 0 success, 1 a check failed (gate, audit verify, diff found changes)
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 import typer
+from rich.text import Text
 
 from lockgate._version import __version__
 from lockgate.cli import _artifacts, _audit, _db, _eval, _labels, _models
@@ -70,15 +73,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     except LockgateError as exc:
-        _report(exc)
+        _report("error" if isinstance(exc, UserError) else "failed", str(exc))
         return exc.exit_code
+    except Exception as exc:
+        # A bug or an unexpected library error: one line, exit 3 (never 1, which means a
+        # check failed), and the traceback on request.
+        if os.environ.get("LOCKGATE_DEBUG"):
+            traceback.print_exc()
+        _report(
+            "internal error",
+            f"{type(exc).__name__}: {exc} (set LOCKGATE_DEBUG=1 for the traceback, "
+            "and please report it)",
+        )
+        return 3
     return 0
 
 
-def _report(exc: LockgateError) -> None:
-    prefix = "error" if isinstance(exc, UserError) else "failed"
-    for line in str(exc).splitlines() or [type(exc).__name__]:
-        err.print(f"[red]{prefix}:[/] {line}", markup=True, highlight=False)
+def _report(prefix: str, message: str) -> None:
+    for line in message.splitlines() or [prefix]:
+        # User text (paths, references) may contain [brackets]: never parse it as markup.
+        err.print(Text.assemble((f"{prefix}:", "red"), " ", line), highlight=False)
 
 
 def run() -> None:

@@ -60,13 +60,18 @@ def list_models(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
                 continue
             seen.add(ref)
             provider_type = client.provider_configs()[name].type or name
-            price = client.prices.lookup(provider_type, info.model)
+            base_url = client.provider_configs()[name].base_url
+            price = client.prices.lookup(
+                provider_type, info.model, instance=name, base_url=base_url
+            )
             rows.append(
                 {
                     "model": ref,
                     "provider": provider_type,
                     "context_window": info.context_window
-                    or client.prices.context_window(provider_type, info.model),
+                    or client.prices.context_window(
+                        provider_type, info.model, instance=name, base_url=base_url
+                    ),
                     "input_per_mtok": str(price.input_per_mtok)
                     if price and price.input_per_mtok is not None
                     else None,
@@ -149,15 +154,17 @@ def chat(
         None, "--json-schema", help="A JSON schema file: constrain the answer to it."
     ),
     stream: bool = typer.Option(True, "--stream/--no-stream", help="Print tokens as they come."),
-    cache: str = typer.Option(
-        "use", "--cache", help=f"Response cache mode: {', '.join(CACHE_MODES)}."
+    cache: str | None = typer.Option(
+        None,
+        "--cache",
+        help=f"Response cache mode: {', '.join(CACHE_MODES)} (default: lockgate.yaml's cache).",
     ),
 ) -> None:
     """Send one message to a model; stream the answer, then tokens, cost and latency.
 
     Example: lockgate chat local/smollm2-135m-instruct "Name three colours" --max-tokens 40
     """
-    if cache not in CACHE_MODES:
+    if cache is not None and cache not in CACHE_MODES:
         raise ConfigError(f"--cache must be one of {', '.join(CACHE_MODES)}, not '{cache}'")
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": message}

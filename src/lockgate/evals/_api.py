@@ -25,7 +25,7 @@ async def arun_suite(
     target: str | None = None,
     settings: Settings | None = None,
     registry: Registry | None = None,
-    cache: CacheMode = "use",
+    cache: CacheMode | None = None,
     repeats: int | None = None,
     concurrency: int | None = None,
     seed: int | None = None,
@@ -39,7 +39,7 @@ async def arun_suite(
     try:
         resolved = resolve(registry, ref, target=target)
         options = RunOptions(
-            cache_mode=cache,
+            cache_mode=cache or ("use" if settings.cache.enabled else "off"),
             repeats=repeats,
             concurrency=concurrency,
             seed=seed,

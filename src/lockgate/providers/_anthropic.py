@@ -37,8 +37,10 @@ from lockgate.providers._anthropic_translate import (
 )
 from lockgate.providers._http import (
     HTTPProvider,
+    auth_hint,
     decode_json,
     drain,
+    key_env_for,
     parse_retry_after,
     status_error,
 )
@@ -93,8 +95,8 @@ class AnthropicProvider(HTTPProvider):
         *,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.api_key_env = config.api_key_env or _DEFAULT_KEY_ENV
-        api_key = settings.environment(self.api_key_env)
+        self.api_key_env = key_env_for(config, _DEFAULT_KEY_ENV)
+        api_key = settings.environment(self.api_key_env) if self.api_key_env else None
         self._has_key = api_key is not None
         headers = {"anthropic-version": API_VERSION}
         if api_key:
@@ -107,11 +109,7 @@ class AnthropicProvider(HTTPProvider):
 
     def _error_from_response(self, response: httpx.Response, model: str) -> ProviderError:
         message, kind = error_details(response.content)
-        hint = (
-            f"the key in {self.api_key_env} was refused; check it"
-            if self._has_key
-            else f"no API key was sent; set the environment variable {self.api_key_env}"
-        )
+        hint = auth_hint(self.name, self.api_key_env, self._has_key)
         return status_error(
             response.status_code,
             where=self._where(model),

@@ -189,7 +189,7 @@ class Client:
         resolved = self.resolve(model)
         request = self.request(model, messages, **params)
         started = time.perf_counter()
-        cached = self.cache.get(resolved.provider, request) if self.cache else None
+        cached = self.cache.get(self._cache_namespace(resolved), request) if self.cache else None
         if cached is not None:
             return self._result(cached, resolved, started, "hit")
         provider = self.provider(resolved.provider)
@@ -206,7 +206,7 @@ class Client:
         )
         response = self._with_usage(provider, request, response)
         if self.cache is not None:
-            self.cache.put(resolved.provider, request, response)
+            self.cache.put(self._cache_namespace(resolved), request, response)
         status: CacheStatus = "miss" if self.cache is not None else "off"
         return self._result(response, resolved, started, status, retries=retries)
 
@@ -226,7 +226,7 @@ class Client:
         request = self.request(model, messages, **params)
         started = time.perf_counter()
         first: float | None = None
-        cached = self.cache.get(resolved.provider, request) if self.cache else None
+        cached = self.cache.get(self._cache_namespace(resolved), request) if self.cache else None
         if cached is not None:
             first = time.perf_counter() - started
             for piece in _pieces(cached.content or ""):
@@ -267,7 +267,7 @@ class Client:
         if usage is None:
             response = self._with_usage(provider, request, response, force=True)
         if self.cache is not None:
-            self.cache.put(resolved.provider, request, response)
+            self.cache.put(self._cache_namespace(resolved), request, response)
         status: CacheStatus = "miss" if self.cache is not None else "off"
         sink.result = self._result(response, resolved, started, status, ttft=first)
 
@@ -284,7 +284,12 @@ class Client:
 
     def context_window(self, model: str) -> int | None:
         resolved = self.resolve(model)
-        configured = self.prices.context_window(resolved.provider_type, resolved.model)
+        configured = self.prices.context_window(
+            resolved.provider_type,
+            resolved.model,
+            instance=resolved.provider,
+            base_url=self._configs[resolved.provider].base_url,
+        )
         return configured or self.provider(resolved.provider).context_window(resolved.model)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -308,6 +313,12 @@ class Client:
         await self.aclose()
 
     # -- internals ------------------------------------------------------------------
+
+    def _cache_namespace(self, resolved: ResolvedModel) -> str:
+        """The provider part of a cache key: the instance and the server it points at, so
+        re-pointing an entry at another server never serves the old server's answers."""
+        base_url = self._configs[resolved.provider].base_url
+        return f"{resolved.provider}@{base_url}" if base_url else resolved.provider
 
     def _with_usage(
         self,
@@ -340,7 +351,12 @@ class Client:
         ttft: float | None = None,
         retries: int = 0,
     ) -> ChatResult:
-        price = self.prices.lookup(resolved.provider_type, resolved.model)
+        price = self.prices.lookup(
+            resolved.provider_type,
+            resolved.model,
+            instance=resolved.provider,
+            base_url=self._configs[resolved.provider].base_url,
+        )
         return ChatResult(
             response=response,
             resolved=resolved,

@@ -201,6 +201,25 @@ class SSEDecoder:
         return event
 
 
+def key_env_for(config: ProviderConfig, default: str) -> str | None:
+    """The variable holding an entry's API key. The vendor's default variable applies only
+    to an entry without its own ``base_url``: a proxy or self-hosted server configured
+    next to it must never receive the vendor's key."""
+    return config.api_key_env or (default if config.base_url is None else None)
+
+
+def auth_hint(provider: str, api_key_env: str | None, has_key: bool) -> str:
+    """What to do about a 401/403, worded for how the key was (not) configured."""
+    if has_key:
+        return f"the key in {api_key_env} was refused; check it"
+    if api_key_env:
+        return f"no API key was sent; set the environment variable {api_key_env}"
+    return (
+        f"no API key was sent; set api_key_env for provider '{provider}' in lockgate.yaml "
+        "to the variable holding the key"
+    )
+
+
 def build_client(
     config: ProviderConfig,
     *,

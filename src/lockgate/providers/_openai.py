@@ -32,8 +32,10 @@ from lockgate.config import ProviderConfig, Settings
 from lockgate.errors import ProviderError, UpstreamError
 from lockgate.providers._http import (
     HTTPProvider,
+    auth_hint,
     decode_json,
     drain,
+    key_env_for,
     one_line,
     parse_duration,
     parse_retry_after,
@@ -183,8 +185,7 @@ class OpenAIProvider(HTTPProvider):
         base_url = config.base_url or settings.environment("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         # OPENAI_API_KEY goes only to OpenAI itself (or to the OPENAI_BASE_URL the user set
         # for it): a vLLM or Ollama entry without api_key_env must not receive it.
-        default_env = _DEFAULT_KEY_ENV if config.base_url is None else None
-        self.api_key_env = config.api_key_env or default_env
+        self.api_key_env = key_env_for(config, _DEFAULT_KEY_ENV)
         api_key = settings.environment(self.api_key_env) if self.api_key_env else None
         self._has_key = api_key is not None
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
@@ -195,15 +196,7 @@ class OpenAIProvider(HTTPProvider):
     def _error_from_response(self, response: httpx.Response, model: str) -> ProviderError:
         message, code = error_details(response.content)
         status = response.status_code
-        if self._has_key:
-            hint = f"the key in {self.api_key_env} was refused; check it"
-        elif self.api_key_env:
-            hint = f"no API key was sent; set the environment variable {self.api_key_env}"
-        else:
-            hint = (
-                f"no API key was sent; set api_key_env for provider '{self.name}' in "
-                "lockgate.yaml to the variable holding the key"
-            )
+        hint = auth_hint(self.name, self.api_key_env, self._has_key)
         return status_error(
             status,
             where=self._where(model),

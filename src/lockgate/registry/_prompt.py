@@ -151,3 +151,9 @@ class Prompt(BaseModel):
             raise TemplateError(f"prompt {self.ref}: {exc.message}{hint}") from None
         except jinja2.exceptions.SecurityError as exc:
             raise TemplateError(f"prompt {self.ref}: unsafe template operation: {exc}") from None
+        except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            # The template's own expressions failed on these variables ({{ input + 1 }}).
+            raise TemplateError(
+                f"prompt {self.ref}: the template failed on these variables: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None

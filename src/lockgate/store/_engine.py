@@ -19,9 +19,10 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 
 from lockgate.config import Settings
-from lockgate.errors import MissingExtra, StoreError
+from lockgate.errors import ConfigError, MissingExtra, StoreError, UserError
 from lockgate.store._blobs import BlobStore
 
 _READ_ONLY = "lockgate_read_only"
@@ -99,14 +100,26 @@ class Store:
 
     def _alembic(self, verb: str, revision: str) -> None:
         config = _alembic_config()
-        with _translate_db_errors(), self.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            getattr(command, verb)(config, revision)
+        try:
+            with _translate_db_errors(), self.engine.begin() as conn:
+                config.attributes["connection"] = conn
+                getattr(command, verb)(config, revision)
+        except CommandError as exc:
+            known = ", ".join(r.revision for r in _script().walk_revisions())
+            raise UserError(
+                f"cannot {verb} to '{revision}': {exc} (revisions: {known}, head, base)"
+            ) from None
 
 
 def create_engine(settings: Settings) -> sa.Engine:
     """An engine for ``settings.db_url`` with lockgate's per-backend setup."""
-    url = sa.make_url(settings.db_url)
+    try:
+        url = sa.make_url(settings.db_url)
+    except sa.exc.ArgumentError:
+        raise ConfigError(
+            f"database URL {settings.db_url!r} is not a URL; write e.g. "
+            "postgresql+psycopg://user@host/db (LOCKGATE_DATABASE_URL or database_url)"
+        ) from None
     if url.get_backend_name() == "sqlite":
         database = url.database
         if database and database != ":memory:":
@@ -116,8 +129,18 @@ def create_engine(settings: Settings) -> sa.Engine:
         return engine
     try:
         return sa.create_engine(url, pool_pre_ping=True)
+    except sa.exc.NoSuchModuleError:
+        raise ConfigError(
+            f"database URL {url.render_as_string()!r}: lockgate supports SQLite and "
+            "PostgreSQL (postgresql+psycopg://…)"
+        ) from None
     except ModuleNotFoundError as exc:
-        raise MissingExtra(f"the database URL {url!r}", "postgres", exc.name or "psycopg") from None
+        if url.get_backend_name() == "postgresql":
+            raise MissingExtra("a PostgreSQL database", "postgres", exc.name or "psycopg") from None
+        raise ConfigError(
+            f"database URL {url.render_as_string()!r} needs the module '{exc.name}'; "
+            "lockgate supports SQLite and PostgreSQL (postgresql+psycopg://…)"
+        ) from None
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:

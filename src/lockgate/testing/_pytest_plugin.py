@@ -13,11 +13,12 @@ access), ``--lockgate-no-cache`` calls the model for every attempt.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from lockgate.evals import RunReport, run_suite
+if TYPE_CHECKING:  # imported lazily: this plugin loads in every pytest session
+    from lockgate.evals import RunReport
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,13 +53,15 @@ def lockgate_suite(request: pytest.FixtureRequest) -> Callable[..., RunReport]:
 
     Call it with ``check=False`` to get the report without asserting.
     """
-    cache = "use"
+    cache = None
     if request.config.getoption("--lockgate-replay"):
         cache = "replay"
     elif request.config.getoption("--lockgate-no-cache"):
         cache = "off"
 
     def run(ref: str, *, check: bool = True, **kwargs: Any) -> RunReport:
+        from lockgate.evals import run_suite
+
         kwargs.setdefault("cache", cache)
         report = run_suite(ref, **kwargs)
         if check and not report.gate_passed:
