@@ -119,6 +119,29 @@ def test_a_name_belongs_to_one_kind(registry: Registry, tmp_path: Path) -> None:
         registry.push([dataset])
 
 
+def test_one_name_cannot_be_two_kinds_in_one_batch(registry: Registry, tmp_path: Path) -> None:
+    (tmp_path / "d.jsonl").write_text("{}\n")
+    write(tmp_path / "b", "a.yaml", prompt(1, name="foo"))
+    write(tmp_path / "b", "b.yaml", "dataset_id: foo-v2\nfile: ../d.jsonl\n")
+    with pytest.raises(
+        KindMismatch, match=r"'foo' is a (prompt|dataset) in .* and a (dataset|prompt) in"
+    ):
+        registry.push([tmp_path / "b"])
+    assert counts(registry) == (0, 0, 0)
+
+
+def test_pushing_again_heals_a_corrupted_blob(registry: Registry, tmp_path: Path) -> None:
+    (tmp_path / "d.jsonl").write_text('{"input": "a"}\n')
+    descriptor = write(tmp_path, "d.yaml", "dataset_id: tickets-v1\nfile: d.jsonl\n")
+    registry.push([descriptor])
+    blob = registry.get("tickets@1").files["file"]
+    registry.store.blobs.path_for(blob.sha256).write_bytes(b"tampered")
+    assert not registry.store.blobs.verify(blob.sha256)
+    [result] = registry.push([descriptor]).results
+    assert result.status == "unchanged"
+    assert registry.store.blobs.read_bytes(blob.sha256) == b'{"input": "a"}\n'
+
+
 def test_blobs_are_stored_and_verified(registry: Registry, tmp_path: Path) -> None:
     (tmp_path / "model.skops").write_bytes(b"weights" * 1000)
     descriptor = write(
@@ -181,7 +204,7 @@ def test_labels_move_and_roll_back_like_a_stack(registry: Registry, tmp_path: Pa
 
 def test_invalid_label_names_are_refused(registry: Registry, tmp_path: Path) -> None:
     registry.push([write(tmp_path, "p.yaml", prompt(1))])
-    for label in ("latest", "1", "has space", ""):
+    for label in ("latest", "1", "has space", "", "v5", "V12"):
         with pytest.raises(BadReference):
             registry.set_label("support-triage@1", label)
 

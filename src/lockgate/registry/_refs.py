@@ -32,10 +32,11 @@ def split_id(artifact_id: str) -> tuple[str, int]:
 
 def check_label(label: str) -> str:
     """Return `label` if it is a valid label name, else raise `BadReference`."""
-    if not _LABEL.match(label) or label == LATEST:
+    if not _LABEL.match(label) or label == LATEST or re.fullmatch(r"[vV][0-9]+", label):
         raise BadReference(
             f"'{label}' is not a valid label: use a letter followed by letters, digits, "
-            "'.', '_' or '-' (and not 'latest', which always means the newest version)"
+            "'.', '_' or '-' (not 'latest', which means the newest version, nor vN, which means "
+            "version N)"
         )
     return label
 

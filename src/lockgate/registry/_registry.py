@@ -140,9 +140,19 @@ class Registry:
                 )
                 if status == "created":
                     new.append(item)
+            created = {id(item) for item in new}
+            for item in loaded:
+                for field, (source, expected) in item.files.items():
+                    if id(item) in created or not self.store.blobs.verify(expected.sha256):
+                        # Also heals a missing or corrupted blob of an unchanged version.
+                        stored = self.store.blobs.put_file(source)
+                        if stored != expected:
+                            raise VersionConflict(
+                                f"{source}: changed while it was being pushed (field "
+                                f"'{field}' hashed {expected.sha256}, then {stored.sha256}); "
+                                "push again"
+                            )
             for item in new:
-                for source, _ in item.files.values():
-                    self.store.blobs.put_file(source)
                 self._insert(conn, item, now)
         return report
 
@@ -476,7 +486,14 @@ def _dedupe(loaded: list[LoadedArtifact]) -> list[LoadedArtifact]:
     """Drop repeats of the same version in one batch; refuse the same version twice with
     different content."""
     seen: dict[tuple[str, int], LoadedArtifact] = {}
+    kinds: dict[str, LoadedArtifact] = {}
     for item in loaded:
+        first = kinds.setdefault(item.name, item)
+        if first.kind.name != item.kind.name:
+            raise KindMismatch(
+                f"'{item.name}' is a {first.kind.name} in {first.lineage.source_path} and a "
+                f"{item.kind.name} in {item.lineage.source_path}; a name has one kind"
+            )
         key = (item.name, item.version)
         other = seen.get(key)
         if other is None:

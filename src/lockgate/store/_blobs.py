@@ -72,7 +72,7 @@ class BlobStore:
         if actual != sha256:
             raise BlobCorrupted(
                 f"blob {path} is corrupted: it hashes to {actual}, expected {sha256}; "
-                "re-push the artifact from its source to restore it"
+                "push the artifact's files again to restore it (lockgate push PATH)"
             )
         return data
 
@@ -98,7 +98,7 @@ class BlobStore:
                 os.fsync(out.fileno())
             ref = BlobRef(digest.hexdigest(), size)
             final = self.path_for(ref.sha256)
-            if final.is_file():
+            if final.is_file() and self.verify(ref.sha256):
                 os.unlink(tmp_name)
             else:
                 final.parent.mkdir(parents=True, exist_ok=True)
