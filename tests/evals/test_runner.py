@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lockgate.config import Settings, load_settings
-from lockgate.errors import ReplayMiss, UserError
+from lockgate.errors import InvalidArtifact, ReplayMiss, UserError
 from lockgate.evals import RunOptions, RunStore, arun_suite, reproduce, resolve, run_suite
 from lockgate.evals._review import refresh_run
 from lockgate.evals._runner import EvalRunner
@@ -140,7 +140,7 @@ def test_repeats_get_distinct_seeds_and_errors_are_not_replayable(
     # A replay must not call the model: c10 was never recorded, so it fails loudly.
     with pytest.raises(ReplayMiss):
         run_suite("triage-eval@1", settings=eval_settings, registry=eval_registry, cache="replay")
-    with pytest.raises(ReplayMiss):
+    with pytest.raises(UserError, match="3 errored attempts; errors are never recorded"):
         reproduce(first.run_id, settings=eval_settings)
 
 
@@ -259,19 +259,34 @@ def test_human_review_decides_the_gate(
     assert runs.get(report.run_id).status == "passed"
 
 
-def test_bad_suite_inputs_are_user_errors(
-    eval_registry: Registry, eval_settings: Settings, tmp_path: Path
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            "scorers: [{name: equals, args: {colour: red}}]\ncases: [{id: a, input: x}]\n",
+            "bad.yaml:3: field 'scorers[0].args': scorer 'equals': got an unexpected keyword",
+        ),
+        (
+            "scorers: [{name: equalz}]\ncases: [{id: a, input: x}]\n",
+            "bad.yaml:3: field 'scorers[0]': unknown scorer 'equalz'; known scorers:",
+        ),
+        (
+            "scorers: [{name: equals}]\ncases: [{id: a}, {id: a}]\n",
+            "bad.yaml:4: field 'cases': cases[1]: case id 'a' is used twice",
+        ),
+    ],
+)
+def test_a_suite_that_cannot_run_is_refused_at_push(
+    eval_registry: Registry, tmp_path: Path, body: str, message: str
 ) -> None:
+    write(tmp_path, "bad.yaml", f"suite_id: bad-eval-v1\ntarget: triage@1\n{body}")
+    with pytest.raises(InvalidArtifact) as info:
+        eval_registry.push([tmp_path / "bad.yaml"])
+    assert message in str(info.value)
+
+
+def test_a_prompt_without_a_suite_is_not_runnable(eval_registry: Registry, tmp_path: Path) -> None:
     push_fixture_artifacts(eval_registry, tmp_path)
-    write(
-        tmp_path,
-        "bad.yaml",
-        "suite_id: bad-eval-v1\ntarget: triage@1\n"
-        "scorers: [{name: equals, args: {colour: red}}]\ncases: [{id: a, input: x}]\n",
-    )
-    eval_registry.push([tmp_path / "bad.yaml"])
-    with pytest.raises(UserError, match=r"scorers\[0\]: scorer 'equals'.*colour"):
-        run_suite("bad-eval@1", settings=eval_settings, registry=eval_registry)
     with pytest.raises(UserError, match="is a prompt without an eval_suite field"):
         resolve(eval_registry, "triage@1")
 
@@ -348,3 +363,54 @@ def test_runner_reuses_one_store_connection_pool(
     report = asyncio.run(runner.run(resolved, RunOptions(repeats=1, concurrency=8)))
     assert report.attempts == 10
     assert report.repeats == 1
+
+
+def test_cli_review_and_reproduce(
+    capsys: pytest.CaptureFixture[str],
+    eval_registry: Registry,
+    eval_settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    push_fixture_artifacts(eval_registry, tmp_path)
+    write(
+        tmp_path,
+        "h.yaml",
+        """\
+        suite_id: human-eval-v1
+        target: triage@1
+        scorers: [{name: equals}, {name: human, args: {instructions: "Polite?"}}]
+        cases: [{id: a, input: ticket 1 x, expected: billing}]
+        """,
+    )
+    eval_registry.push([tmp_path / "h.yaml"])
+    config = tmp_path / "lockgate.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "providers": {"scripted": eval_settings.providers["scripted"].model_dump()},
+                "aliases": dict(eval_settings.aliases),
+            }
+        )
+    )
+    monkeypatch.setenv("LOCKGATE_CONFIG", str(config))
+    monkeypatch.setenv("LOCKGATE_HOME", str(eval_settings.home))
+    monkeypatch.setenv("LOCKGATE_USER", "reviewer-bob")
+    if eval_settings.database_url:
+        monkeypatch.setenv("LOCKGATE_DATABASE_URL", eval_settings.database_url)
+
+    waiting = run_cli(capsys, "eval", "human-eval@1", "--quiet")
+    assert waiting.code == 1 and "awaiting human review" in waiting.err
+    listed = run_cli(capsys, "review", "list")
+    assert "case a attempt 0 [pending]" in listed.out and "Polite?" in listed.out
+    item_id = json.loads(run_cli(capsys, "review", "list", "--json").out)[0]["id"]
+    submitted = run_cli(capsys, "review", "submit", str(item_id), "--pass", "--comment", "ok")
+    assert submitted.code == 0 and "is now passed (0 left to review)" in submitted.out
+    assert run_cli(capsys, "review", "list").out.strip() == "Nothing to review."
+    missing = run_cli(capsys, "review", "submit", "999", "--fail")
+    assert missing.code == 2 and "no review item #999" in missing.err
+
+    [run] = json.loads(run_cli(capsys, "runs", "list", "--json").out)
+    replayed = run_cli(capsys, "reproduce", run["id"][:8])
+    assert replayed.code == 0, replayed.err
+    assert "every score identical" in replayed.out

@@ -8,12 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lockgate.config import Settings, load_settings
+from lockgate.errors import UserError
 from lockgate.evals._persist import RunStore
 from lockgate.evals._runner import EvalRunner, Progress, RunOptions
 from lockgate.evals._suite import resolve
-from lockgate.evals._types import RunReport
+from lockgate.evals._types import AttemptResult, RunReport
 from lockgate.providers import CacheMode
 from lockgate.registry import Registry
+from lockgate.scorers._registry import get_scorer
 
 # Scores that measure the machine, not the model: they legitimately differ on replay.
 UNREPRODUCIBLE_SCORERS = frozenset({"latency_ms"})
@@ -69,6 +71,34 @@ def run_suite(ref: str, **kwargs: object) -> RunReport:
     return asyncio.run(arun_suite(ref, **kwargs))  # type: ignore[arg-type]
 
 
+def _same(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+def _attempt_differences(
+    key: tuple[str, int], old: AttemptResult | None, new: AttemptResult | None
+) -> list[str]:
+    where = f"case {key[0]} attempt {key[1]}"
+    if old is None or new is None:
+        return [f"{where}: only in {'the replay' if old is None else 'the original'}"]
+    lines = []
+    if old.output.text != new.output.text:
+        lines.append(f"{where}: output differs")
+    if old.status != new.status:
+        lines.append(f"{where}: {old.status} → {new.status}")
+    # Scores pair by position: a suite may use one scorer twice with other arguments.
+    if len(old.scores) != len(new.scores):
+        lines.append(f"{where}: {len(old.scores)} scores → {len(new.scores)}")
+    for was, now in zip(old.scores, new.scores, strict=False):
+        if now.scorer in UNREPRODUCIBLE_SCORERS:
+            continue
+        if was.scorer != now.scorer or not _same(was.score.value, now.score.value):
+            lines.append(f"{where}: {was.scorer} {was.score.value} → {now.score.value}")
+    return lines
+
+
 @dataclass(frozen=True)
 class Reproduction:
     """A replay of a recorded run, compared score by score with the original."""
@@ -96,6 +126,13 @@ def reproduce(run_id: str, *, settings: Settings | None = None) -> Reproduction:
         runs = RunStore(registry.store)
         original = runs.get(run_id)
         manifest = original.manifest
+        recorded = runs.attempts(original.id)
+        errored = sum(1 for a in recorded if a.status == "errored")
+        if errored:
+            raise UserError(
+                f"run {original.id[:12]} has {errored} errored attempts; errors are never "
+                "recorded, so it cannot be replayed exactly (run the suite again instead)"
+            )
         report = asyncio.run(
             arun_suite(
                 original.suite_ref,
@@ -107,30 +144,28 @@ def reproduce(run_id: str, *, settings: Settings | None = None) -> Reproduction:
                 seed=int(manifest.get("seed", 0)),
             )
         )
-        before = {(a.case_id, a.attempt): a for a in runs.attempts(original.id)}
+        before = {(a.case_id, a.attempt): a for a in recorded}
         after = {(a.case_id, a.attempt): a for a in runs.attempts(report.run_id)}
-        differences = []
-        for key in sorted(before.keys() | after.keys()):
-            old, new = before.get(key), after.get(key)
-            where = f"case {key[0]} attempt {key[1]}"
-            if old is None or new is None:
-                differences.append(
-                    f"{where}: only in {'the replay' if old is None else 'the original'}"
-                )
+        differences = [
+            line
+            for key in sorted(before.keys() | after.keys())
+            for line in _attempt_differences(key, before.get(key), after.get(key))
+        ]
+        # Attempt scores were compared above; dataset metrics (F1, ROC AUC…) are compared
+        # here. Aggregates such as mean_score also reflect human reviews, which a replay
+        # does not carry over.
+        old_metrics = (original.report or {}).get("metrics", {})
+        dataset_metrics = {
+            spec["name"]
+            for spec in manifest.get("scorers", [])
+            if get_scorer(spec["name"]).kind == "dataset"
+        }
+        for name, value in sorted(report.metrics.items()):
+            if name not in dataset_metrics:
                 continue
-            if old.output.text != new.output.text:
-                differences.append(f"{where}: output differs")
-            if old.status != new.status:
-                differences.append(f"{where}: {old.status} → {new.status}")
-            old_scores = {r.scorer: r.score.value for r in old.scores}
-            for record in new.scores:
-                if record.scorer in UNREPRODUCIBLE_SCORERS:
-                    continue
-                was = old_scores.get(record.scorer)
-                now = record.score.value
-                same = was is not None and (was == now or (math.isnan(was) and math.isnan(now)))
-                if not same:
-                    differences.append(f"{where}: {record.scorer} {was} → {now}")
+            was = old_metrics.get(name)
+            if not _same(was, value):
+                differences.append(f"metric {name}: {was} → {value}")
         return Reproduction(original.id, report, len(before), differences)
     finally:
         registry.close()

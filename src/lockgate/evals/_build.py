@@ -81,7 +81,10 @@ def build_report(
         gate_passed = False
     else:
         status = "passed" if gate_passed else "failed"
-    latencies = [a.output.latency_ms for a in attempts if a.status != "errored"]
+    # Cache hits answer in microseconds; they would hide the model's real latency.
+    latencies = [
+        a.output.latency_ms for a in attempts if a.status != "errored" and not a.output.cached
+    ]
     p50, p95 = latency_percentiles(latencies)
     costs = [a.output.cost_usd for a in attempts]
     known_costs = [c for c in costs if c is not None]

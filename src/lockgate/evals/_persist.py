@@ -202,13 +202,18 @@ class RunStore:
                 eval_runs.c.status.in_(("passed", "failed", "awaiting_review")),
             )
             .order_by(eval_runs.c.started_at.desc())
-            .limit(1)
+            .limit(20)
         )
         if exclude:
             query = query.where(eval_runs.c.id != exclude)
         with self.store.read() as conn:
-            row = conn.execute(query).first()
-        return _row(row) if row is not None else None
+            rows = conn.execute(query).all()
+        for row in rows:
+            run = _row(row)
+            # A replay (reproduce, --replay) repeats a recorded run; it is not a new baseline.
+            if run.manifest.get("cache_mode") != "replay":
+                return run
+        return None
 
     def attempts(self, run_id: str) -> builtins.list[AttemptResult]:
         with self.store.read() as conn:
@@ -283,18 +288,13 @@ class RunStore:
             ).one()
         return _review(updated)
 
-    def set_status(
-        self, run_id: str, status: str, report: dict[str, Any], gate: bool | None
-    ) -> None:
+    def mark(self, run_id: str, status: str) -> None:
+        """Set a run's status alone (used when deciding it failed half-way)."""
         with self.store.write() as conn:
             conn.execute(
                 sa.update(eval_runs)
                 .where(eval_runs.c.id == run_id)
-                .values(
-                    status=status,
-                    report=json.dumps(report, sort_keys=True, default=_json_default),
-                    gate_passed=gate,
-                )
+                .values(status=status, finished_at=datetime.now(UTC))
             )
 
 

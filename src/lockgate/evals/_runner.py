@@ -111,6 +111,7 @@ class EvalRunner:
             )
         run_id = uuid.uuid4().hex
         manifest = self._manifest(suite, options, repeats, prompt, client)
+        manifest["warnings"] = warnings  # run-time facts; a re-decision starts from these
         self.runs.create(
             run_id,
             suite=(suite.suite.name, suite.suite.version),
@@ -141,7 +142,7 @@ class EvalRunner:
             if options.on_progress is not None:
                 options.on_progress(Progress(len(attempts), total, **counts))
 
-        status = "running"
+        done = False
         try:
             if is_model:
                 for result in await self._run_model(suite, scorers, context):
@@ -151,22 +152,16 @@ class EvalRunner:
                 await self._run_prompt(
                     suite, prompt, client, scorers, context, options, repeats, record
                 )
-            status = "done"
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            status = "incomplete"
-            raise
-        except ReplayMiss:
-            status = "incomplete"
-            raise
+            done = True
         finally:
             self.runs.save_attempts(run_id, pending)
             pending.clear()
-            if status != "done":
-                self._finish(run_id, suite, attempts, scorers, warnings, manifest, started, True)
             if client is not None:
                 await client.aclose()
-        return self._finish(
-            run_id, suite, attempts, scorers, warnings, manifest, started, False, options
+            if not done:  # cancelled, Ctrl-C, replay miss, or a failure: keep what we have
+                self._settle(run_id, suite, attempts, scorers, manifest, started, True, None)
+        return self._settle(
+            run_id, suite, attempts, scorers, manifest, started, False, options.baseline_run
         )
 
     # -- targets ---------------------------------------------------------------------
@@ -220,6 +215,9 @@ class EvalRunner:
         predictions = await asyncio.to_thread(model.predict, rows, ids)
         probabilities = await asyncio.to_thread(model.predict_proba, rows, ids)
         per_row_ms = (time.perf_counter() - started) * 1000 / max(1, len(rows))
+        # For a classifier each row is a case that passes when it is labelled right, so the
+        # pass rate is accuracy and McNemar's test compares two models row by row.
+        classify = suite.target.spec.get("task") == "classification"
         results = []
         for index, case in enumerate(suite.cases):
             output = Output(
@@ -229,7 +227,10 @@ class EvalRunner:
                 latency_ms=per_row_ms,
                 cost_usd=Decimal(0),  # an in-process model has no per-call price
             )
-            results.append(await _score(case, 0, output, scorers, context))
+            result = await _score(case, 0, output, scorers, context)
+            if classify and case.expected is not None and result.status != "errored":
+                result = _with_correctness(result, predictions[index], case.expected)
+            results.append(result)
         return results
 
     # -- bookkeeping ---------------------------------------------------------------------
@@ -273,73 +274,93 @@ class EvalRunner:
             manifest["model_file_sha256"] = blob.sha256 if blob else None
         return manifest
 
-    def _finish(
+    def _settle(
         self,
         run_id: str,
         suite: ResolvedSuite,
         attempts: list[AttemptResult],
         scorers: _Scorers,
-        warnings: list[str],
         manifest: dict[str, Any],
         started: float,
         interrupted: bool,
-        options: RunOptions | None = None,
+        baseline_run: str | None,
     ) -> RunReport:
-        dataset_scores = _dataset_scores(suite, attempts, scorers)
-        report = build_report(
-            run_id=run_id,
-            suite=suite,
-            attempts=attempts,
-            dataset_scores=dataset_scores,
-            warnings=warnings,
-            manifest=manifest,
-            started=started,
-            interrupted=interrupted,
-            runs=self.runs,
-            registry=self.registry,
-            baseline_run=options.baseline_run if options else None,
-        )
-        if not interrupted:
-            self.runs.add_reviews(run_id, _review_items(suite, attempts))
-        self.runs.finish(
-            run_id,
-            status=report.status,
-            report=report_to_dict(report),
-            pass_rate=report.pass_rate if not math.isnan(report.pass_rate) else None,
-            gate_passed=report.gate_passed if report.status in ("passed", "failed") else None,
-            baseline_run_id=report.comparison.baseline_run_id if report.comparison else None,
-            actor=self.actor,
-        )
-        return report
+        """Decide and store the run; never leave it 'running' if deciding fails."""
+        try:
+            if not interrupted:
+                self.runs.add_reviews(run_id, _review_items(suite, attempts))
+            return decide(
+                self.registry,
+                run_id=run_id,
+                suite=suite,
+                attempts=attempts,
+                scorers=scorers,
+                manifest=manifest,
+                started=started,
+                interrupted=interrupted,
+                baseline_run=baseline_run,
+                actor=self.actor,
+            )
+        except BaseException:
+            self.runs.mark(run_id, "incomplete")
+            raise
+
+
+def decide(
+    registry: Registry,
+    *,
+    run_id: str,
+    suite: ResolvedSuite,
+    attempts: list[AttemptResult],
+    scorers: _Scorers,
+    manifest: dict[str, Any],
+    started: float,
+    interrupted: bool,
+    baseline_run: str | None,
+    actor: str,
+) -> RunReport:
+    """Build a run's report from its attempts, gate it, and store the outcome."""
+    runs = RunStore(registry.store)
+    report = build_report(
+        run_id=run_id,
+        suite=suite,
+        attempts=attempts,
+        dataset_scores=_dataset_scores(suite, attempts, scorers),
+        warnings=list(manifest.get("warnings", [])),
+        manifest=manifest,
+        started=started,
+        interrupted=interrupted,
+        runs=runs,
+        registry=registry,
+        baseline_run=baseline_run,
+    )
+    runs.finish(
+        run_id,
+        status=report.status,
+        report=report_to_dict(report),
+        pass_rate=report.pass_rate if not math.isnan(report.pass_rate) else None,
+        gate_passed=report.gate_passed if report.status in ("passed", "failed") else None,
+        baseline_run_id=report.comparison.baseline_run_id if report.comparison else None,
+        actor=actor,
+    )
+    return report
 
 
 def rebuild_report(registry: Registry, row: RunRow, attempts: list[AttemptResult]) -> RunReport:
     """Re-decide a stored run from (possibly review-patched) attempts and store the result."""
     suite = resolve(registry, row.suite_ref, target=row.target_ref)
-    scorers = _build_scorers(suite)
-    report = build_report(
+    return decide(
+        registry,
         run_id=row.id,
         suite=suite,
         attempts=attempts,
-        dataset_scores=_dataset_scores(suite, attempts, scorers),
-        warnings=[w for w in (row.report or {}).get("warnings", []) if "interrupted" not in w],
+        scorers=_build_scorers(suite),
         manifest=row.manifest,
         started=row.started_at.timestamp(),
         interrupted=row.status == "incomplete",
-        runs=RunStore(registry.store),
-        registry=registry,
         baseline_run=row.baseline_run_id,
-    )
-    RunStore(registry.store).finish(
-        row.id,
-        status=report.status,
-        report=report_to_dict(report),
-        pass_rate=report.pass_rate if not math.isnan(report.pass_rate) else None,
-        gate_passed=report.gate_passed if report.status in ("passed", "failed") else None,
-        baseline_run_id=row.baseline_run_id,
         actor=registry.actor,
     )
-    return report
 
 
 def _review_items(suite: ResolvedSuite, attempts: list[AttemptResult]) -> list[dict[str, Any]]:
@@ -466,6 +487,24 @@ async def _score(
     return AttemptResult(case.id, attempt, output, records, status)
 
 
+def _with_correctness(result: AttemptResult, prediction: Any, expected: Any) -> AttemptResult:
+    correct = _same_label(prediction, expected)
+    record = ScoreRecord(
+        "correct",
+        Score(1.0 if correct else 0.0, correct, None if correct else f"predicted {prediction!r}"),
+    )
+    status = result.status if correct else "failed"
+    return replace(result, scores=[*result.scores, record], status=status)
+
+
+def _same_label(prediction: Any, expected: Any) -> bool:
+    """Labels compare as numbers when both are numeric (1 == 1.0 == True), else as text."""
+    value = prediction.item() if hasattr(prediction, "item") else prediction
+    if isinstance(value, int | float) and isinstance(expected, int | float):
+        return float(value) == float(expected)
+    return str(value).strip().lower() == str(expected).strip().lower()
+
+
 def _dataset_scores(
     suite: ResolvedSuite, attempts: list[AttemptResult], scorers: _Scorers
 ) -> list[ScoreRecord]:
@@ -478,5 +517,9 @@ def _dataset_scores(
         if not outputs:
             records.append(ScoreRecord(info.name, Score(math.nan, False, "no scored outputs")))
             continue
-        records.append(ScoreRecord(info.name, fn(outputs, cases)))
+        try:
+            records.append(ScoreRecord(info.name, fn(outputs, cases)))
+        except UserError as exc:
+            # e.g. an LLM answer that is not a label: the metric fails, the run is kept.
+            records.append(ScoreRecord(info.name, Score(math.nan, False, str(exc))))
     return records

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -12,7 +13,7 @@ from typing import Any
 import pydantic
 
 from lockgate._canonical import canonical_hash
-from lockgate._yaml import YamlProblems, dotted, load_yaml_file, pydantic_problems
+from lockgate._yaml import Located, YamlProblems, dotted, load_yaml_file, pydantic_problems
 from lockgate.config import CONFIG_FILENAME
 from lockgate.errors import InvalidArtifact, Problem
 from lockgate.registry._kinds import ID_FIELDS, KINDS, Kind, kind_of
@@ -169,9 +170,54 @@ def load_artifact(path: Path) -> LoadedArtifact:
         problems.append(
             Problem("contains text that is not valid Unicode (a lone surrogate escape)", path, 1)
         )
+    if kind.name == "suite" and not problems:
+        problems.extend(_suite_problems(model, files, path, located))
     if problems:
         raise InvalidArtifact(problems)
     return loaded
+
+
+def _suite_problems(
+    suite: Any, files: dict[str, tuple[Path, BlobRef]], path: Path, located: Located
+) -> list[Problem]:
+    """What would only fail at eval time otherwise: unknown scorers, arguments a scorer
+    does not take, and dataset rows that are not cases. Versions are immutable, so a suite
+    that cannot run must not get one."""
+    # Imported here: the engine sits above the registry and imports it.
+    from lockgate.errors import UserError
+    from lockgate.evals._dataset import cases_from_rows, load_cases
+    from lockgate.scorers._registry import get_scorer
+
+    problems = []
+    for index, spec in enumerate(suite.scorers):
+        where = ("scorers", index)
+        try:
+            info = get_scorer(spec.name)
+            inspect.signature(info.factory).bind(**spec.args)
+        except UserError as exc:
+            problems.append(
+                Problem(str(exc), path, located.line_of((*where, "name")), dotted(where))
+            )
+        except TypeError as exc:
+            accepted = ", ".join(inspect.signature(info.factory).parameters) or "no arguments"
+            problems.append(
+                Problem(
+                    f"scorer '{spec.name}': {exc} (it accepts: {accepted})",
+                    path,
+                    located.line_of((*where, "args")),
+                    f"{dotted(where)}.args",
+                )
+            )
+    try:
+        if suite.cases is not None:
+            cases_from_rows((f"cases[{i}]", row) for i, row in enumerate(suite.cases))
+        elif "dataset" in files:
+            source, _ = files["dataset"]
+            load_cases(source.read_bytes(), name=str(source))
+    except UserError as exc:
+        field = "cases" if suite.cases is not None else "dataset"
+        problems.append(Problem(str(exc), path, located.line_of((field,)), field))
+    return problems
 
 
 def load_all(paths: Iterable[Path]) -> list[LoadedArtifact]:
