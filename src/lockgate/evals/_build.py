@@ -131,12 +131,17 @@ def _metrics(
     for name, values in by_scorer.items():
         metrics[name] = float(np.mean(values))
     for record in dataset_scores:
-        measured = record.score.details.get("measured", record.score.value)
+        measured = _measured(record)
         metrics[record.scorer] = float(measured) if measured is not None else math.nan
     if attempts:
         metrics["error_rate"] = (len(attempts) - len(scored)) / len(attempts)
     metrics.update(_judge_human_agreement(scored))
     return metrics
+
+
+def _measured(record: ScoreRecord) -> Any:
+    """A dataset metric's raw value (F1, RMSE…), which its 0..1 `value` may not be."""
+    return record.score.details.get("measured", record.score.value)
 
 
 def _judge_human_agreement(attempts: list[AttemptResult]) -> dict[str, float]:
@@ -187,8 +192,7 @@ def _gate(
             result = GateCheck(name, False, f"no metric '{name}' in this run (metrics: {known})")
         checks.append(result)
     for record in dataset_scores:
-        measured = record.score.details.get("measured", record.score.value)
-        detail = record.score.reason or f"{record.scorer} {measured}"
+        detail = record.score.reason or f"{record.scorer} {_measured(record)}"
         checks.append(GateCheck(record.scorer, record.score.passed, detail))
     if not checks:
         warnings.append("the suite sets no gate: requiring every case to pass (pass_rate >= 1)")

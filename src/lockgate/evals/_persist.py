@@ -17,7 +17,7 @@ from lockgate.errors import NotFound, UserError
 from lockgate.evals._types import AttemptResult, Output, Score, ScoreRecord
 from lockgate.governance import append_event
 from lockgate.store import Store
-from lockgate.store._tables import eval_attempts, eval_runs, review_items
+from lockgate.store._tables import as_utc, eval_attempts, eval_runs, review_items
 
 
 @dataclass(frozen=True)
@@ -319,8 +319,8 @@ def _row(row: Any) -> RunRow:
         target=row.target,
         target_version=row.target_version,
         status=row.status,
-        started_at=_utc(row.started_at),
-        finished_at=_utc(row.finished_at) if row.finished_at else None,
+        started_at=as_utc(row.started_at),
+        finished_at=as_utc(row.finished_at) if row.finished_at else None,
         pass_rate=row.pass_rate,
         gate_passed=row.gate_passed,
         baseline_run_id=row.baseline_run_id,
@@ -360,7 +360,3 @@ def _review(row: Any) -> ReviewItem:
         comment=row.comment,
         reviewer=row.reviewer,
     )
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -22,7 +22,7 @@ from lockgate.registry._loader import LoadedArtifact, collect, load_all
 from lockgate.registry._prompt import Prompt, PromptSpec
 from lockgate.registry._refs import LATEST, Ref, check_label
 from lockgate.store import BlobRef, Store
-from lockgate.store._tables import artifacts, label_events, labels, versions
+from lockgate.store._tables import artifacts, as_utc, label_events, labels, versions
 
 
 @dataclass(frozen=True)
@@ -270,7 +270,7 @@ class Registry:
                 row.n_versions,
                 row.latest,
                 dict(sorted(by_artifact.get(row.id, {}).items())),
-                _utc(row.updated_at),
+                as_utc(row.updated_at),
             )
             for row in rows
         ]
@@ -284,7 +284,7 @@ class Registry:
                 .where(labels.c.artifact_id == artifact.id)
                 .order_by(labels.c.label)
             ).all()
-        return [LabelState(r.label, r.version, _utc(r.updated_at), r.updated_by) for r in rows]
+        return [LabelState(r.label, r.version, as_utc(r.updated_at), r.updated_by) for r in rows]
 
     def diff(self, ref_a: str, ref_b: str) -> str:
         """Unified diff of the canonical YAML of two versions ('' when identical)."""
@@ -468,7 +468,7 @@ class Registry:
             spec=doc["spec"],
             files={k: BlobRef(v["sha256"], v["size"]) for k, v in doc["files"].items()},
             author=row.author,
-            created_at=_utc(row.created_at),
+            created_at=as_utc(row.created_at),
             source_path=row.source_path,
             git_commit=row.git_commit,
             git_dirty=row.git_dirty,
@@ -509,10 +509,6 @@ def _dedupe(loaded: list[LoadedArtifact]) -> list[LoadedArtifact]:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _os_user() -> str:

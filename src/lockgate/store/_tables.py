@@ -7,6 +7,8 @@ the text is what their hash covers, and it must read back byte-for-byte on every
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData(
@@ -161,3 +163,8 @@ review_items = sa.Table(
 )
 
 GENESIS_HASH = "0" * 64
+
+
+def as_utc(value: datetime) -> datetime:
+    """A timestamp read back from the database as aware UTC (SQLite drops the zone)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
