@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -32,9 +32,13 @@ from lockgate.errors import ConfigError, Problem
 
 __all__ = [
     "CONFIG_FILENAME",
+    "AutoRule",
     "CacheConfig",
+    "CircuitBreakerConfig",
+    "GatewayConfig",
     "PriceOverride",
     "ProviderConfig",
+    "RouteConfig",
     "Settings",
     "Timeouts",
     "load_settings",
@@ -115,6 +119,99 @@ class CacheConfig(BaseModel):
     )
 
 
+class CircuitBreakerConfig(BaseModel):
+    """When a deployment is taken out of rotation, and for how long."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    failures: int = Field(default=5, ge=1, description="Consecutive failures that open it.")
+    failure_ratio: float = Field(
+        default=0.5, gt=0, le=1, description="Or this share of failures within the window…"
+    )
+    window_s: float = Field(default=30.0, gt=0, description="…over this many seconds.")
+    min_requests: int = Field(default=10, ge=1, description="Calls needed before the ratio counts.")
+    cooldown_s: float = Field(default=30.0, gt=0, description="Open for this long, then probe.")
+
+
+class AutoRule(BaseModel):
+    """The `auto` route's rule: easy requests go to the cheap route, hard ones to the
+    capable one. A request is hard when its input exceeds `max_easy_tokens`, when it
+    contains one of `hard_keywords`, or when it asks for tools or a JSON schema."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    easy: str = Field(description="Route (or PROVIDER/MODEL) for easy requests.")
+    hard: str = Field(description="Route (or PROVIDER/MODEL) for hard requests.")
+    max_easy_tokens: int = Field(default=500, ge=1)
+    hard_keywords: list[str] = Field(
+        default_factory=lambda: [
+            "step by step",
+            "prove",
+            "analyze",
+            "analyse",
+            "refactor",
+            "debug",
+            "architecture",
+            "legal",
+            "contract",
+        ]
+    )
+    tools_are_hard: bool = True
+
+
+class RouteConfig(BaseModel):
+    """A named route in ``lockgate.yaml`` under ``routes:``.
+
+    Example::
+
+        routes:
+          fast: {deployments: [openai/gpt-4o-mini-2024-07-18, local/qwen2.5-coder-1.5b-instruct]}
+          smart: {deployments: [anthropic/claude-sonnet-4-5-20250929]}
+          auto: {auto: {easy: fast, hard: smart}}
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    deployments: list[str] = Field(
+        default_factory=list, description="PROVIDER/MODEL in fallback order."
+    )
+    auto: AutoRule | None = None
+    retries: int = Field(default=1, ge=0, le=10, description="Retries per deployment.")
+    timeout_s: float = Field(default=60.0, gt=0)
+    input_token_budget: int | None = Field(
+        default=None, ge=1, description="Trim history beyond this many input tokens."
+    )
+    semantic_cache: bool = False
+    semantic_threshold: float = Field(default=0.95, gt=0, le=1)
+    circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RouteConfig:
+        if bool(self.deployments) == (self.auto is not None):
+            raise ValueError("a route has either 'deployments' or an 'auto' rule")
+        return self
+
+
+class GatewayConfig(BaseModel):
+    """`lockgate serve`: the OpenAI-compatible gateway."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=2_000_000, ge=1024)
+    cache_ttl_s: float = Field(default=3600.0, gt=0, description="Exact/semantic cache entries.")
+    trace_queue_size: int = Field(default=10_000, ge=1)
+    trace_batch_size: int = Field(default=500, ge=1)
+    trace_flush_interval_s: float = Field(default=0.2, gt=0)
+    capture_content: bool = Field(
+        default=False, description="Store prompts and answers in traces and spans."
+    )
+    config_poll_s: float = Field(
+        default=1.0, gt=0, description="How often replicas check for key/tenant changes."
+    )
+
+
 class Settings(BaseSettings):
     """Resolved lockgate settings. Build them with `load_settings`."""
 
@@ -154,6 +251,8 @@ class Settings(BaseSettings):
         default_factory=dict, description="Price and context-window overrides by PROVIDER/MODEL."
     )
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    routes: dict[str, RouteConfig] = Field(default_factory=dict)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
 
     @property
     def db_url(self) -> str:

@@ -106,11 +106,11 @@ def test_audit_verify_catches_a_hand_edited_row(
 
 def test_db_commands(capsys: Capsys) -> None:
     upgraded = run_cli(capsys, "db", "upgrade")
-    assert upgraded.code == 0 and "database at revision 0003" in upgraded.out
+    assert upgraded.code == 0 and "database at revision 0004" in upgraded.out
     assert "up to date" in run_cli(capsys, "db", "current").out
     down = run_cli(capsys, "db", "downgrade", "base")
     assert down.code == 0 and "database at revision base" in down.out
-    assert "database: empty  newest: 0003  (upgrade pending" in run_cli(capsys, "db", "current").out
+    assert "database: empty  newest: 0004  (upgrade pending" in run_cli(capsys, "db", "current").out
     assert run_cli(capsys, "db", "upgrade").code == 0
 
 

@@ -162,6 +162,76 @@ review_items = sa.Table(
     sa.UniqueConstraint("run_id", "case_id", "attempt", name="uq_review_items_attempt"),
 )
 
+# Gateway tenants and their limits (NULL = unlimited). USD amounts are exact decimals.
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("requests_per_minute", sa.Integer),
+    sa.Column("tokens_per_minute", sa.Integer),
+    sa.Column("usd_per_day", sa.Numeric(18, 6)),
+    sa.Column("usd_per_month", sa.Numeric(18, 6)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# API keys: only the sha256 of the secret is stored; `id` is the public part shown in
+# listings and traces. Per-key limits narrow the tenant's.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant", sa.ForeignKey("tenants.name"), nullable=False, index=True),
+    sa.Column("secret_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("label", sa.String(200)),
+    sa.Column("requests_per_minute", sa.Integer),
+    sa.Column("tokens_per_minute", sa.Integer),
+    sa.Column("usd_per_day", sa.Numeric(18, 6)),
+    sa.Column("usd_per_month", sa.Numeric(18, 6)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+
+# One row (id=1) bumped by every tenant/key change: gateway replicas poll it and reload
+# their in-memory key cache, so the hot path never reads the database.
+config_version = sa.Table(
+    "config_version",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+# One row per gateway request, written in batches off the request path.
+traces = sa.Table(
+    "traces",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("tenant", sa.String(100), index=True),
+    sa.Column("key_id", sa.String(32)),
+    sa.Column("endpoint", sa.String(50), nullable=False),
+    sa.Column("route", sa.String(100)),
+    sa.Column("prompt_ref", sa.String(250)),
+    sa.Column("requested_model", sa.String(300)),
+    sa.Column("resolved_model", sa.String(300)),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("input_tokens", sa.Integer, nullable=False),
+    sa.Column("output_tokens", sa.Integer, nullable=False),
+    sa.Column("cached_tokens", sa.Integer, nullable=False),
+    sa.Column("tokens_estimated", sa.Boolean, nullable=False),
+    sa.Column("cost_usd", sa.Numeric(18, 9)),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("ttft_ms", sa.Float),
+    sa.Column("overhead_ms", sa.Float),
+    sa.Column("cache", sa.String(20)),
+    sa.Column("stream", sa.Boolean, nullable=False),
+    sa.Column("user", sa.String(200)),
+    sa.Column("details", sa.Text),
+)
+sa.Index("ix_traces_tenant_at", traces.c.tenant, traces.c.at)
+
 GENESIS_HASH = "0" * 64
 
 
