@@ -16,7 +16,9 @@ at all: it is a result, and the CLI exits 1.
     │   ├── VersionConflict            same version, different content
     │   ├── KindMismatch               a name already belongs to another kind
     │   ├── TemplateError              a prompt cannot be rendered with these variables
-    │   └── MissingExtra               an optional dependency is not installed
+    │   ├── MissingExtra               an optional dependency is not installed
+    │   ├── LimitExceeded              a tenant/key rate limit or budget refuses a request
+    │   └── ContextTooLarge            even the minimal conversation does not fit the window
     └── RuntimeFailure                 exit 3
         ├── StoreError                 the database failed
         ├── BlobCorrupted              a blob no longer matches its sha256
@@ -40,9 +42,11 @@ __all__ = [
     "BadReference",
     "BlobCorrupted",
     "ConfigError",
+    "ContextTooLarge",
     "ContextWindowExceeded",
     "InvalidArtifact",
     "KindMismatch",
+    "LimitExceeded",
     "LockgateError",
     "MissingExtra",
     "NotFound",
@@ -143,6 +147,24 @@ class MissingExtra(UserError):
             f'install it with: pip install "lockgate[{extra}]"'
         )
         self.extra = extra
+
+
+class LimitExceeded(UserError):
+    """A rate limit or budget refused a request; the gateway answers 429.
+
+    Attributes:
+        limit: which limit, e.g. ``tenant:acme usd_per_day``.
+        retry_after: seconds until the limit may admit the request again (None: not soon).
+    """
+
+    def __init__(self, message: str, *, limit: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class ContextTooLarge(UserError):
+    """The system message plus the latest user turn alone exceed the model's window."""
 
 
 class StoreError(RuntimeFailure):
