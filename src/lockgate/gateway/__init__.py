@@ -1,7 +1,11 @@
-"""The OpenAI-compatible gateway (in progress: see the issue tracker).
+"""The OpenAI-compatible gateway: tenants and keys, budgets and rate limits, routing with
+fallbacks and circuit breakers, exact and semantic caches, context-window trimming,
+streaming, traces, Prometheus metrics and OpenTelemetry spans.
 
-Modules land here as they are finished; nothing is wired into ``lockgate serve`` until the
-app factory is complete.
+Example:
+    >>> app = create_app(load_settings())      # serve with: lockgate serve
 """
 
-__all__: list[str] = []
+from lockgate.gateway._app import Gateway, create_app
+
+__all__ = ["Gateway", "create_app"]

@@ -96,6 +96,7 @@ class Client:
         *,
         store: Store | None = None,
         cache_mode: CacheMode | None = None,
+        max_retries: int | None = None,
     ) -> None:
         self.settings = settings
         self.prices = PriceTable(settings.prices)
@@ -103,6 +104,7 @@ class Client:
         self._configs = {name: ProviderConfig() for name in BUILTIN_PROVIDERS}
         self._configs.update(settings.providers)
         self._resolved: dict[str, ResolvedModel] = {}
+        self._max_retries = max_retries  # overrides every provider's max_retries
         self._owns_store = False
         mode: CacheMode = cache_mode or ("use" if settings.cache.enabled else "off")
         self.cache: ResponseCache | None = None
@@ -167,7 +169,7 @@ class Client:
     def retry_policy(self, provider: str) -> RetryPolicy:
         config = self._configs[provider]
         return RetryPolicy(
-            max_retries=config.max_retries,
+            max_retries=config.max_retries if self._max_retries is None else self._max_retries,
             base_delay=config.retry_base_delay,
             max_delay=config.retry_max_delay,
         )
@@ -229,7 +231,7 @@ class Client:
         cached = self.cache.get(self._cache_namespace(resolved), request) if self.cache else None
         if cached is not None:
             first = time.perf_counter() - started
-            for piece in _pieces(cached.content or ""):
+            for piece in stream_pieces(cached.content or ""):
                 sink.chunks.append(piece)
                 yield ChatChunk(delta=piece, model=cached.model)
             yield ChatChunk(finish_reason=cached.finish_reason, usage=cached.usage)
@@ -384,6 +386,6 @@ def _merge_tool_call(calls: dict[int, dict[str, Any]], fragment: dict[str, Any])
         )
 
 
-def _pieces(text: str) -> list[str]:
+def stream_pieces(text: str) -> list[str]:
     """Split a cached answer into word-sized stream pieces that join back exactly."""
     return re.findall(r"\s*\S+|\s+$", text)

@@ -1,0 +1,575 @@
+"""The gateway application: `create_app(settings)` builds one ASGI app, no module state.
+
+Per request, on the hot path: key lookup in memory, body parse (orjson), target
+resolution (routes and prompts cached in memory), context trimming, a limit reservation
+(memory or Redis), the exact/semantic cache, the upstream call through the router, the
+settlement, and a trace handed to the batch writer. Nothing on this path reads the
+database; writes happen in the trace writer's background task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from lockgate.config import Settings
+from lockgate.errors import (
+    AuthError,
+    ContextTooLarge,
+    ContextWindowExceeded,
+    LimitExceeded,
+    LockgateError,
+    ProviderError,
+    RateLimited,
+    Timeout,
+    UserError,
+)
+from lockgate.gateway._openai_io import (
+    DONE,
+    ChatCall,
+    GatewayError,
+    chunk,
+    error_event,
+    now,
+    parse_chat,
+    parse_json,
+    usage_chunk,
+)
+from lockgate.gateway._resolve import Target, TargetResolver
+from lockgate.gateway._routing import RoutedStream
+from lockgate.providers import ChatResponse, ChatResult, Client, Usage
+from lockgate.providers._client import stream_pieces
+from lockgate.store import Store
+
+log = logging.getLogger("lockgate.gateway")
+
+_JSON = "application/json"
+
+
+@dataclass
+class _Call:
+    """Everything known about one request, filled in as it goes; becomes its trace."""
+
+    trace_id: str
+    started: float
+    endpoint: str = "chat.completions"
+    tenant: str | None = None
+    key_id: str | None = None
+    target: Target | None = None
+    status: int = 200
+    error: str | None = None
+    upstream_s: float = 0.0
+    result: ChatResult | None = None
+    cache: str | None = None
+    ttft_s: float | None = None
+    stream: bool = False
+    user: str | None = None
+    tenant_limits: Any = None
+    key_limits: Any = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Gateway:
+    """The gateway's long-lived parts, owned by one app."""
+
+    def __init__(self, settings: Settings, *, store: Store | None = None) -> None:
+        from lockgate.gateway._cache import ExactCache, SemanticCache
+        from lockgate.gateway._context import fit_messages
+        from lockgate.gateway._limits import MemoryLimiter, RedisLimiter
+        from lockgate.gateway._metrics import GatewayMetrics
+        from lockgate.gateway._otel import Tracing
+        from lockgate.gateway._routing import Router
+        from lockgate.gateway._traces import TraceWriter
+        from lockgate.governance._tenants import KeyCache, TenantStore
+
+        self.settings = settings
+        self._owns_store = store is None
+        self.store = store or Store.open(settings)
+        config = settings.gateway
+        # The gateway keeps its own in-memory response cache; the DB-backed one is for evals.
+        # The router retries and falls back itself, so the client must not retry again.
+        self.client = Client(settings, store=self.store, cache_mode="off", max_retries=0)
+        self.tenants = TenantStore(self.store, actor="gateway")
+        self.keys = KeyCache(self.tenants, poll_s=config.config_poll_s)
+        self.limiter = RedisLimiter(settings.redis_url) if settings.redis_url else MemoryLimiter()
+        self.metrics = GatewayMetrics()
+        # Spills to HOME/trace-spill when the queue is full or the database is down.
+        self.traces = TraceWriter.from_settings(
+            self.store, settings, on_drop=self.metrics.trace_dropped
+        )
+        self.router = Router(settings, self.client)
+        self.exact_cache = ExactCache(ttl_s=config.cache_ttl_s)
+        self.semantic_cache = SemanticCache(self.client, ttl_s=config.cache_ttl_s)
+        self.resolver = TargetResolver(settings, self.store, self.router)
+        self.tracing = Tracing.from_settings(settings)
+        self._fit = fit_messages
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.keys.refresh)
+        await self.traces.start()
+        self._stop.clear()
+        self._tasks = [asyncio.create_task(self.keys.run(self._stop))]
+
+    async def stop(self) -> None:
+        """Drain: every trace accepted before shutdown is written."""
+        self._stop.set()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.traces.stop()
+        await self.client.aclose()
+        self.tracing.shutdown()
+        if self._owns_store:
+            self.store.close()
+
+    # -- endpoints -------------------------------------------------------------------
+
+    async def chat_completions(self, request: Request) -> Response:
+        call = _Call(trace_id=uuid.uuid4().hex, started=time.perf_counter())
+        try:
+            self._authenticate(request, call)
+            body = await self._body(request)
+            parsed = parse_chat(body)
+            call.stream, call.user = parsed.stream, parsed.params.get("user")
+            if parsed.stream:
+                return await self._stream(request, call, parsed)
+            return await self._complete(request, call, parsed)
+        except GatewayError as exc:
+            return self._fail(call, exc)
+        except Exception as exc:  # a bug must still produce an answer and a trace
+            log.exception("unexpected error in chat completions")
+            return self._fail(
+                call,
+                GatewayError(500, f"internal error: {type(exc).__name__}", kind="server_error"),
+            )
+
+    async def models(self, request: Request) -> Response:
+        try:
+            self._authenticate(request, _Call(trace_id="-", started=0.0))
+        except GatewayError as exc:
+            return Response(exc.body(), status_code=exc.status, media_type=_JSON)
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "lockgate"}
+            for name in [*sorted(self.settings.routes), *sorted(self.settings.aliases)]
+        ]
+        return Response(orjson.dumps({"object": "list", "data": data}), media_type=_JSON)
+
+    async def embeddings(self, request: Request) -> Response:
+        call = _Call(trace_id=uuid.uuid4().hex, started=time.perf_counter(), endpoint="embeddings")
+        try:
+            self._authenticate(request, call)
+            data = parse_json(await self._body(request))
+            model, inputs = data.get("model"), data.get("input")
+            if not isinstance(model, str):
+                raise GatewayError(400, "'model' is required", param="model")
+            if isinstance(inputs, str):
+                inputs = [inputs]
+            if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+                raise GatewayError(
+                    400, "'input' must be a string or a list of strings", param="input"
+                )
+            begun = time.perf_counter()
+            result = await self.client.embed(model, inputs)
+            call.upstream_s = time.perf_counter() - begun
+            body = {
+                "object": "list",
+                "model": result.model,
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": vector}
+                    for i, vector in enumerate(result.vectors)
+                ],
+                "usage": {
+                    "prompt_tokens": result.usage.input_tokens,
+                    "total_tokens": result.usage.input_tokens,
+                },
+            }
+            self._finish(call)
+            return Response(orjson.dumps(body), media_type=_JSON, headers=self._headers(call))
+        except GatewayError as exc:
+            return self._fail(call, exc)
+        except LockgateError as exc:
+            return self._fail(call, _map_error(exc))
+
+    async def healthz(self, request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type=_JSON)
+
+    async def readyz(self, request: Request) -> Response:
+        try:
+            await asyncio.to_thread(self.tenants.config_version)
+        except LockgateError as exc:
+            return Response(
+                orjson.dumps({"status": "unavailable", "reason": str(exc)}), 503, media_type=_JSON
+            )
+        return Response(b'{"status":"ready"}', media_type=_JSON)
+
+    async def prometheus(self, request: Request) -> Response:
+        body, content_type = self.metrics.render()
+        return Response(body, media_type=content_type)
+
+    # -- the chat path -----------------------------------------------------------------
+
+    async def _prepare(
+        self, call: _Call, parsed: ChatCall
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        target = self.resolver.resolve(parsed)
+        call.target = target
+        messages, params = target.messages, target.params
+        deployment = target.plan.deployments[0] if target.plan.deployments else target.model
+        window = self.client.context_window(deployment) or 0
+        if window:
+            budget_route = self.settings.routes.get(target.plan.route or "")
+            try:
+                fitted = self._fit(
+                    messages,
+                    count=lambda msgs: self.client.count_tokens(deployment, msgs).tokens,
+                    window=window,
+                    max_tokens=int(params.get("max_tokens") or min(1024, window // 4)),
+                    input_budget=budget_route.input_token_budget if budget_route else None,
+                )
+            except ContextTooLarge as exc:
+                raise GatewayError(
+                    400, str(exc), param="messages", code="context_length_exceeded"
+                ) from None
+            if fitted.dropped:
+                call.details["trimmed"] = {
+                    "dropped": fitted.dropped,
+                    "tokens_before": fitted.tokens_before,
+                    "tokens_after": fitted.tokens_after,
+                }
+            messages = fitted.messages
+        return messages, params
+
+    async def _complete(self, request: Request, call: _Call, parsed: ChatCall) -> Response:
+        messages, params = await self._prepare(call, parsed)
+        target = call.target
+        assert target is not None
+        bypass = _bypass(request)
+        cache_key_body = {"model": target.model, "messages": messages, **params}
+        if not bypass:
+            cached = self.exact_cache.get(call.tenant or "", cache_key_body)
+            if cached is not None:
+                call.cache = "hit"
+                return self._answer(call, cached, None)
+        reservation = await self._reserve(call, target.model, messages, params)
+        begun = time.perf_counter()
+        attempts: list[Any] = []
+        if target.plan.decision:
+            call.details["route_decision"] = target.plan.decision
+        try:
+            routed = await self.router.complete(target.plan, messages, params, attempts=attempts)
+        except LockgateError as exc:
+            await self.limiter.release(reservation)
+            raise _map_error(exc) from None
+        finally:
+            call.upstream_s = time.perf_counter() - begun
+            call.details["attempts"] = [a.to_dict() for a in attempts]
+        result = routed.result
+        call.result = result
+        await self.limiter.settle(
+            reservation, tokens=result.usage.total_tokens, usd=result.cost.usd
+        )
+        call.cache = "bypass" if bypass else "miss"
+        if not bypass:
+            self.exact_cache.put(call.tenant or "", cache_key_body, result.response)
+        return self._answer(call, result.response, result)
+
+    async def _stream(self, request: Request, call: _Call, parsed: ChatCall) -> Response:
+        messages, params = await self._prepare(call, parsed)
+        target = call.target
+        assert target is not None
+        bypass = _bypass(request)
+        cache_key_body = {"model": target.model, "messages": messages, **params}
+        cached = None if bypass else self.exact_cache.get(call.tenant or "", cache_key_body)
+        reservation = None
+        if cached is None:
+            reservation = await self._reserve(call, target.model, messages, params)
+        call.cache = "hit" if cached is not None else ("bypass" if bypass else "miss")
+        response_id = f"chatcmpl-{call.trace_id}"
+        created = now()
+        model_name = target.requested
+
+        async def events() -> AsyncIterator[bytes]:
+            nonlocal reservation
+            yield chunk(
+                response_id, model_name, created, delta={"role": "assistant", "content": ""}
+            )
+            final: ChatResponse | None = cached
+            try:
+                if cached is not None:
+                    for piece in stream_pieces(cached.content or ""):
+                        if call.ttft_s is None:
+                            call.ttft_s = time.perf_counter() - call.started
+                        yield chunk(response_id, model_name, created, delta={"content": piece})
+                else:
+                    sink = RoutedStream(target.plan)
+                    if target.plan.decision:
+                        call.details["route_decision"] = target.plan.decision
+                    begun = time.perf_counter()
+                    try:
+                        async for part in self.router.stream(
+                            target.plan, messages, params, into=sink
+                        ):
+                            if part.delta:
+                                if call.ttft_s is None:
+                                    call.ttft_s = time.perf_counter() - call.started
+                                yield chunk(
+                                    response_id, model_name, created, delta={"content": part.delta}
+                                )
+                            if part.tool_calls:
+                                yield chunk(
+                                    response_id,
+                                    model_name,
+                                    created,
+                                    delta={"tool_calls": part.tool_calls},
+                                )
+                    finally:
+                        call.upstream_s = time.perf_counter() - begun
+                        call.details["attempts"] = [a.to_dict() for a in sink.attempts]
+                    assert sink.result is not None
+                    call.result = sink.result
+                    final = sink.result.response
+                    if reservation is not None:
+                        await self.limiter.settle(
+                            reservation, tokens=final.usage.total_tokens, usd=sink.result.cost.usd
+                        )
+                        reservation = None
+                    if not bypass:
+                        self.exact_cache.put(call.tenant or "", cache_key_body, final)
+                assert final is not None
+                yield chunk(response_id, model_name, created, finish_reason=final.finish_reason)
+                if parsed.include_usage:
+                    yield usage_chunk(response_id, model_name, created, final)
+                yield DONE
+            except LockgateError as exc:
+                error = _map_error(exc)
+                call.status, call.error = error.status, error.message
+                if reservation is not None:
+                    await self.limiter.release(reservation)
+                yield error_event(error)
+            finally:
+                self._finish(call)
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers=self._headers(call)
+        )
+
+    async def _reserve(
+        self, call: _Call, model: str, messages: list[dict[str, Any]], params: dict[str, Any]
+    ) -> Any:
+        from lockgate.gateway._limits import LimitScope
+
+        scopes = [
+            LimitScope(f"key:{call.key_id}", call.key_limits),
+            LimitScope(f"tenant:{call.tenant}", call.tenant_limits),
+        ]
+        deployment = (
+            call.target.plan.deployments[0]
+            if call.target and call.target.plan.deployments
+            else model
+        )
+        input_tokens = self.client.count_tokens(deployment, messages).tokens
+        max_out = int(params.get("max_tokens") or 1024)
+        estimate = Usage(input_tokens=input_tokens, output_tokens=max_out, estimated=True)
+        resolved = self.client.resolve(deployment)
+        price = self.client.prices.lookup(
+            resolved.provider_type, resolved.model, instance=resolved.provider
+        )
+        from lockgate.accounting import cost
+
+        usd = cost(estimate, price).usd
+        try:
+            return await self.limiter.acquire(scopes, tokens=input_tokens + max_out, usd=usd)
+        except LimitExceeded as exc:
+            raise GatewayError(
+                429,
+                str(exc),
+                kind="rate_limit_exceeded",
+                code=exc.limit,
+                retry_after=exc.retry_after,
+            ) from None
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _authenticate(self, request: Request, call: _Call) -> None:
+        header = request.headers.get("authorization", "")
+        secret = (
+            header[7:].strip()
+            if header[:7].lower() == "bearer "
+            else request.headers.get("x-api-key", "")
+        )
+        if not secret:
+            raise GatewayError(
+                401,
+                "missing API key: send 'Authorization: Bearer <key>'",
+                kind="authentication_error",
+                code="missing_api_key",
+            )
+        found = self.keys.lookup(secret)
+        if found is None:
+            raise GatewayError(
+                401,
+                "invalid or revoked API key",
+                kind="authentication_error",
+                code="invalid_api_key",
+            )
+        key, tenant = found
+        call.tenant, call.key_id = tenant.name, key.id
+        call.tenant_limits, call.key_limits = tenant.limits, key.limits
+
+    async def _body(self, request: Request) -> bytes:
+        limit = self.settings.gateway.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise GatewayError(413, f"request body over {limit:,} bytes", code="request_too_large")
+        body = b""
+        async for part in request.stream():
+            body += part
+            if len(body) > limit:
+                raise GatewayError(
+                    413, f"request body over {limit:,} bytes", code="request_too_large"
+                )
+        return body
+
+    def _answer(self, call: _Call, response: ChatResponse, result: ChatResult | None) -> Response:
+        data = response.to_openai()
+        data["id"] = f"chatcmpl-{call.trace_id}"
+        if call.target is not None:
+            data["model"] = call.target.requested
+        self._finish(call)
+        return Response(orjson.dumps(data), media_type=_JSON, headers=self._headers(call))
+
+    def _headers(self, call: _Call) -> dict[str, str]:
+        headers = {"x-lockgate-trace-id": call.trace_id}
+        if call.cache:
+            headers["x-lockgate-cache"] = call.cache
+        if call.result is not None and call.result.cost.usd is not None:
+            headers["x-lockgate-cost-usd"] = f"{call.result.cost.usd:f}"
+        elif call.cache == "hit":
+            headers["x-lockgate-cost-usd"] = "0"
+        overhead = (time.perf_counter() - call.started - call.upstream_s) * 1000
+        headers["x-lockgate-overhead-ms"] = f"{overhead:.3f}"
+        return headers
+
+    def _fail(self, call: _Call, error: GatewayError) -> Response:
+        call.status, call.error = error.status, error.message
+        self._finish(call)
+        headers = {**error.headers(), "x-lockgate-trace-id": call.trace_id}
+        return Response(error.body(), status_code=error.status, media_type=_JSON, headers=headers)
+
+    def _finish(self, call: _Call) -> None:
+        from lockgate.gateway._traces import TraceRecord
+
+        elapsed = time.perf_counter() - call.started
+        result = call.result
+        usage = result.usage if result is not None else Usage()
+        target = call.target
+        record = TraceRecord(
+            id=call.trace_id,
+            at=datetime.now(UTC),
+            tenant=call.tenant,
+            key_id=call.key_id,
+            endpoint=call.endpoint,
+            route=target.plan.route if target else None,
+            prompt_ref=target.prompt_ref if target else None,
+            requested_model=target.requested if target else None,
+            resolved_model=result.resolved.ref if result is not None else None,
+            status=call.status,
+            error=call.error,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_tokens=usage.cached_input_tokens,
+            tokens_estimated=usage.estimated,
+            cost_usd=result.cost.usd
+            if result is not None
+            else (Decimal(0) if call.cache == "hit" else None),
+            latency_ms=elapsed * 1000,
+            ttft_ms=call.ttft_s * 1000 if call.ttft_s is not None else None,
+            overhead_ms=(elapsed - call.upstream_s) * 1000,
+            cache=call.cache,
+            stream=call.stream,
+            user=call.user,
+            details=call.details,
+        )
+        self.traces.submit(record)
+        self.metrics.observe_request(
+            route=(target.plan.route or "direct") if target else "none",
+            status=call.status,
+            model=record.resolved_model or "none",
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=record.cost_usd,
+            duration_s=elapsed,
+            overhead_s=elapsed - call.upstream_s,
+            cache=call.cache,
+            ttft_s=call.ttft_s,
+        )
+
+
+def _bypass(request: Request) -> bool:
+    return (
+        request.headers.get("x-lockgate-cache", "").lower() == "bypass"
+        or "no-cache" in request.headers.get("cache-control", "").lower()
+    )
+
+
+def _map_error(exc: LockgateError) -> GatewayError:
+    """Provider and user errors as OpenAI-shaped HTTP answers."""
+    if isinstance(exc, RateLimited):
+        return GatewayError(429, str(exc), kind="rate_limit_exceeded", retry_after=exc.retry_after)
+    if isinstance(exc, Timeout):
+        return GatewayError(504, str(exc), kind="timeout")
+    if isinstance(exc, ContextWindowExceeded | ContextTooLarge):
+        return GatewayError(400, str(exc), param="messages", code="context_length_exceeded")
+    if isinstance(exc, AuthError):
+        return GatewayError(
+            502, f"upstream refused lockgate's credentials: {exc}", kind="upstream_error"
+        )
+    if isinstance(exc, ProviderError):
+        status = exc.status if exc.status and 400 <= exc.status < 500 else 502
+        return GatewayError(status, str(exc), kind="upstream_error")
+    if isinstance(exc, UserError):
+        return GatewayError(400, str(exc))
+    return GatewayError(500, str(exc), kind="server_error")
+
+
+def create_app(settings: Settings, *, store: Store | None = None) -> Starlette:
+    """The gateway as an ASGI app (serve it with uvicorn: ``lockgate serve``)."""
+    gateway = Gateway(settings, store=store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
+            Route("/v1/embeddings", gateway.embeddings, methods=["POST"]),
+            Route("/v1/models", gateway.models, methods=["GET"]),
+            Route("/healthz", gateway.healthz, methods=["GET"]),
+            Route("/readyz", gateway.readyz, methods=["GET"]),
+            Route("/metrics", gateway.prometheus, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    return app

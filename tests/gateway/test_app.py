@@ -1,0 +1,265 @@
+"""The gateway end to end: the official openai SDK over a real uvicorn socket, against the
+scripted upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import sqlalchemy as sa
+
+from lockgate.config import Settings, load_settings
+from lockgate.gateway import create_app
+from lockgate.governance._tenants import Limits, TenantStore
+from lockgate.registry import Registry
+from lockgate.store import Store
+from lockgate.store._tables import traces
+from lockgate.testing import Rule, ScriptedUpstream
+from tests.gateway._server import serving
+from tests.helpers import DESIGN_PROMPT, write
+
+MODEL = "up/gpt-4o-mini-2024-07-18"
+RULES = [
+    Rule(match=r"refund", reply="billing", usage=(20, 1)),
+    Rule(match=r"^Classify: ", reply='{"category": "billing"}', usage=(30, 6)),
+    # Billed below the gateway's reservation (input estimate + max_tokens=1).
+    Rule(match=r"^hi \d+$", reply="ok", usage=(5, 1)),
+    Rule(match=None, reply="hello there friend", usage=(10, 3)),
+]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[ScriptedUpstream]:
+    with ScriptedUpstream(RULES) as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def broken() -> Iterator[ScriptedUpstream]:
+    with ScriptedUpstream([Rule(match=None, status=500)]) as up:
+        yield up
+
+
+@pytest.fixture
+def gw_settings(tmp_path: Path, upstream: ScriptedUpstream, broken: ScriptedUpstream) -> Settings:
+    upstream.set_rules(RULES)
+    return load_settings(
+        home=tmp_path / "home",
+        providers={
+            "up": {"type": "openai", "base_url": upstream.url + "/v1", "max_retries": 0},
+            "down": {"type": "openai", "base_url": broken.url + "/v1", "max_retries": 0},
+        },
+        routes={
+            "fast": {"deployments": [MODEL]},
+            "resilient": {"deployments": ["down/gpt-4o-mini-2024-07-18", MODEL]},
+        },
+        aliases={"gpt-class-foundation-model": MODEL},
+        gateway={"config_poll_s": 0.05, "trace_flush_interval_s": 0.05},
+    )
+
+
+def tenant_key(settings: Settings, name: str = "acme", **limits: object) -> str:
+    store = Store.open(settings)
+    try:
+        tenants = TenantStore(store, actor="admin")
+        tenants.create_tenant(name, Limits(**limits))  # type: ignore[arg-type]
+        _, secret = tenants.create_key(name)
+        return secret
+    finally:
+        store.close()
+
+
+def trace_rows(settings: Settings) -> list[sa.Row]:  # type: ignore[type-arg]
+    store = Store.open(settings)
+    try:
+        with store.read() as conn:
+            return list(conn.execute(sa.select(traces).order_by(traces.c.at)))
+    finally:
+        store.close()
+
+
+def test_openai_sdk_sync_with_cost_and_trace_headers(gw_settings: Settings) -> None:
+    secret = tenant_key(gw_settings)
+    with serving(create_app(gw_settings)) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="fast", messages=[{"role": "user", "content": "I want a refund"}]
+        )
+        completion = raw.parse()
+        assert completion.choices[0].message.content == "billing"
+        assert completion.usage is not None and completion.usage.prompt_tokens == 20
+        assert completion.model == "fast"
+        assert raw.headers["x-lockgate-cache"] == "miss"
+        # 20 x $0.15 + 1 x $0.60 per million tokens (bundled gpt-4o-mini price).
+        assert Decimal(raw.headers["x-lockgate-cost-usd"]) == Decimal("0.0000036")
+        assert float(raw.headers["x-lockgate-overhead-ms"]) >= 0
+        trace_id = raw.headers["x-lockgate-trace-id"]
+        again = client.chat.completions.with_raw_response.create(
+            model="fast", messages=[{"role": "user", "content": "I want a refund"}]
+        )
+        assert again.headers["x-lockgate-cache"] == "hit"
+        bypass = client.chat.completions.with_raw_response.create(
+            model="fast",
+            messages=[{"role": "user", "content": "I want a refund"}],
+            extra_headers={"x-lockgate-cache": "bypass"},
+        )
+        assert bypass.headers["x-lockgate-cache"] == "bypass"
+    rows = {row.id: row for row in trace_rows(gw_settings)}
+    assert rows[trace_id].tenant == "acme"
+    assert rows[trace_id].route == "fast"
+    assert rows[trace_id].resolved_model == MODEL
+    assert rows[trace_id].input_tokens == 20
+    assert len(rows) == 3
+
+
+def test_openai_sdk_async_streaming_with_usage(gw_settings: Settings) -> None:
+    secret = tenant_key(gw_settings)
+
+    async def scenario(url: str) -> tuple[str, int | None, str | None]:
+        client = openai.AsyncOpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
+        stream = await client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "say hello"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        text, tokens, finish = "", None, None
+        async for event in stream:
+            if event.choices:
+                text += event.choices[0].delta.content or ""
+                finish = event.choices[0].finish_reason or finish
+            if event.usage is not None:
+                tokens = event.usage.total_tokens
+        await client.close()
+        return text, tokens, finish
+
+    with serving(create_app(gw_settings)) as url:
+        text, tokens, finish = asyncio.run(scenario(url))
+        assert (text, tokens, finish) == ("hello there friend", 13, "stop")
+        # The same request again is replayed from the cache, still as a stream.
+        assert asyncio.run(scenario(url))[0] == "hello there friend"
+    rows = trace_rows(gw_settings)
+    assert [row.cache for row in rows] == ["miss", "hit"]
+    assert all(row.stream for row in rows)
+    assert rows[0].ttft_ms is not None
+
+
+def test_errors_have_openai_shapes(gw_settings: Settings) -> None:
+    secret = tenant_key(gw_settings)
+    with serving(create_app(gw_settings)) as url:
+        good = openai.OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(
+                base_url=url + "/v1", api_key="lg-nope", max_retries=0
+            ).chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(openai.NotFoundError, match=r"unknown provider|names no provider"):
+            good.chat.completions.create(
+                model="nowhere", messages=[{"role": "user", "content": "hi"}]
+            )
+        headers = {"authorization": f"Bearer {secret}", "content-type": "application/json"}
+        malformed = httpx.post(url + "/v1/chat/completions", content=b"{not json", headers=headers)
+        assert malformed.status_code == 400
+        assert "not valid JSON" in malformed.json()["error"]["message"]
+        huge = httpx.post(url + "/v1/chat/completions", content=b"x" * 3_000_000, headers=headers)
+        assert huge.status_code == 413
+        missing = httpx.post(url + "/v1/chat/completions", json={"model": "fast"}, headers=headers)
+        assert missing.status_code == 400 and missing.json()["error"]["param"] == "messages"
+        assert httpx.get(url + "/healthz").json() == {"status": "ok"}
+        assert httpx.get(url + "/readyz").status_code == 200
+        metrics = httpx.get(url + "/metrics").text
+        assert "lockgate_requests_total" in metrics
+
+
+def test_fallback_to_the_next_deployment(gw_settings: Settings, broken: ScriptedUpstream) -> None:
+    secret = tenant_key(gw_settings)
+    with serving(create_app(gw_settings)) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
+        reply = client.chat.completions.create(
+            model="resilient", messages=[{"role": "user", "content": "refund me"}]
+        )
+        assert reply.choices[0].message.content == "billing"
+    [row] = trace_rows(gw_settings)
+    assert row.resolved_model == MODEL
+    assert "down/gpt-4o-mini-2024-07-18" in row.details
+
+
+def test_prompt_targets_render_with_variables(gw_settings: Settings, tmp_path: Path) -> None:
+    secret = tenant_key(gw_settings)
+    registry = Registry.open(gw_settings, actor="t")
+    text = DESIGN_PROMPT + "template: 'Classify: {{ ticket }}'\n"
+    registry.push([write(tmp_path, "p.yaml", text)])
+    registry.set_label("support-triage@4", "production")
+    registry.close()
+    with serving(create_app(gw_settings)) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
+        reply = client.chat.completions.create(
+            model="prompt:support-triage@production",
+            messages=[],
+            extra_body={"variables": {"ticket": "charged twice"}},
+        )
+        assert reply.choices[0].message.content == '{"category": "billing"}'
+        with pytest.raises(openai.BadRequestError, match="'ticket' is undefined"):
+            client.chat.completions.create(model="prompt:support-triage@production", messages=[])
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(model="prompt:nope@production", messages=[])
+    row = next(r for r in trace_rows(gw_settings) if r.status == 200)
+    assert row.prompt_ref == "support-triage@4"
+    assert row.resolved_model == MODEL
+
+
+def test_revoked_key_is_refused_on_the_next_poll(gw_settings: Settings) -> None:
+    store = Store.open(gw_settings)
+    tenants = TenantStore(store, actor="admin")
+    tenants.create_tenant("acme", Limits())
+    key, secret = tenants.create_key("acme")
+    with serving(create_app(gw_settings)) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
+        client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
+        tenants.revoke_key(key.id)
+        time.sleep(0.3)  # config_poll_s is 0.05 s in these settings
+        with pytest.raises(openai.AuthenticationError):
+            client.chat.completions.create(
+                model="fast", messages=[{"role": "user", "content": "hi"}]
+            )
+    store.close()
+
+
+def test_budget_race_never_overshoots(gw_settings: Settings) -> None:
+    # Each request reserves its maximum cost (counted input + max_tokens=1) before the
+    # call and settles to the billed cost after; 200 at once must not overshoot.
+    secret = tenant_key(gw_settings, usd_per_day=Decimal("0.0001"))
+
+    async def scenario(url: str) -> tuple[int, int, list[str]]:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+
+            async def one(n: int) -> httpx.Response:
+                return await http.post(
+                    "/v1/chat/completions",
+                    headers={"authorization": f"Bearer {secret}"},
+                    json={
+                        "model": "fast",
+                        "max_tokens": 1,
+                        "messages": [{"role": "user", "content": f"hi {n}"}],
+                    },
+                )
+
+            responses = await asyncio.gather(*(one(n) for n in range(200)))
+        ok = sum(r.status_code == 200 for r in responses)
+        limited = [r for r in responses if r.status_code == 429]
+        return ok, len(limited), [r.json()["error"]["message"] for r in limited[:1]]
+
+    with serving(create_app(gw_settings)) as url:
+        ok, limited, messages = asyncio.run(scenario(url))
+    assert ok + limited == 200
+    assert 0 < ok < 200
+    assert "daily budget" in messages[0]
+    spent = sum(
+        (row.cost_usd or Decimal(0)) for row in trace_rows(gw_settings) if row.status == 200
+    )
+    assert spent <= Decimal("0.0001")
