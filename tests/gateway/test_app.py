@@ -4,6 +4,7 @@ scripted upstream."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -263,3 +264,83 @@ def test_budget_race_never_overshoots(gw_settings: Settings) -> None:
         (row.cost_usd or Decimal(0)) for row in trace_rows(gw_settings) if row.status == 200
     )
     assert spent <= Decimal("0.0001")
+
+
+def test_stream_failure_after_first_chunk_ends_with_an_sse_error(
+    gw_settings: Settings, upstream: ScriptedUpstream
+) -> None:
+    secret = tenant_key(gw_settings)
+    upstream.set_rules([Rule(match=None, reply="one two three four five", drop_after_chunks=2)])
+    with serving(create_app(gw_settings)) as url:
+        lines = []
+        with httpx.stream(
+            "POST",
+            url + "/v1/chat/completions",
+            headers={"authorization": f"Bearer {secret}"},
+            json={"model": "fast", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+            timeout=30,
+        ) as response:
+            assert response.status_code == 200
+            lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    contents = [line for line in lines if '"content"' in line]
+    assert len(contents) >= 2  # the client got the first chunks…
+    assert '"error"' in lines[-2] and lines[-1] == "data: [DONE]"  # …then an error event
+    [row] = trace_rows(gw_settings)
+    assert row.status == 502 and row.stream and "stream ended early" in row.error
+
+
+def test_auto_route_trimming_tools_and_embeddings(gw_settings: Settings) -> None:
+    routes = {name: route.model_dump() for name, route in gw_settings.routes.items()}
+    routes["tiny"] = {"deployments": [MODEL], "input_token_budget": 60}
+    routes["auto"] = {"auto": {"easy": "fast", "hard": "resilient"}}
+    settings = load_settings(
+        home=gw_settings.home,
+        providers={k: v.model_dump() for k, v in gw_settings.providers.items()},
+        routes=routes,
+        gateway={"config_poll_s": 0.05, "trace_flush_interval_s": 0.05},
+    )
+    secret = tenant_key(settings)
+    history = []
+    for n in range(30):
+        history += [
+            {"role": "user", "content": f"old question number {n} about invoices"},
+            {"role": "assistant", "content": f"old answer number {n}"},
+        ]
+    with serving(create_app(settings)) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
+        client.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": "Please analyze this refund contract"}],
+        )
+        client.chat.completions.create(
+            model="tiny",
+            messages=[
+                {"role": "system", "content": "Be brief."},
+                *history,
+                {"role": "user", "content": "and now?"},
+            ],
+        )
+        tool = {
+            "type": "function",
+            "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}},
+        }
+        client.chat.completions.create(
+            model="fast",
+            messages=[{"role": "user", "content": "hi"}],
+            tools=[tool],
+            seed=7,
+            user="u-1",
+        )
+        embedded = client.embeddings.create(model=MODEL, input=["a", "b"])
+        assert len(embedded.data) == 2 and len(embedded.data[0].embedding) > 0
+    rows = trace_rows(settings)
+    auto, tiny, tools, embeddings = rows
+    decision = json.loads(auto.details)["route_decision"]
+    assert (decision["auto_route"], decision["verdict"]) == ("auto", "hard")
+    assert auto.route == "resilient"  # the route that served it
+    trimmed = json.loads(tiny.details)["trimmed"]
+    assert trimmed["tokens_before"] > 60 >= trimmed["tokens_after"]
+    dropped = trimmed["dropped"]  # the system message (0) and the last turn (61) stay
+    assert 1 in dropped and 0 not in dropped and 61 not in dropped
+    assert tools.user == "u-1"
+    assert embeddings.endpoint == "embeddings"

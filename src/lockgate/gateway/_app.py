@@ -80,6 +80,7 @@ class _Call:
     user: str | None = None
     tenant_limits: Any = None
     key_limits: Any = None
+    input_tokens: int | None = None  # counted once while fitting, reused for the reservation
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -253,6 +254,7 @@ class Gateway:
                     "tokens_after": fitted.tokens_after,
                 }
             messages = fitted.messages
+            call.input_tokens = fitted.tokens_after
         return messages, params
 
     async def _complete(self, request: Request, call: _Call, parsed: ChatCall) -> Response:
@@ -261,33 +263,96 @@ class Gateway:
         assert target is not None
         bypass = _bypass(request)
         cache_key_body = {"model": target.model, "messages": messages, **params}
+        semantic = self._semantic_route(target, bypass)
+        semantic_key = None
         if not bypass:
             cached = self.exact_cache.get(call.tenant or "", cache_key_body)
             if cached is not None:
                 call.cache = "hit"
                 return self._answer(call, cached, None)
+            if semantic is not None:
+                semantic_key = await self.semantic_cache.key(messages, params)
+                found = await self.semantic_cache.get(
+                    call.tenant or "",
+                    semantic[0],
+                    messages,
+                    semantic[1],
+                    params=params,
+                    key=semantic_key,
+                )
+                if found is not None:
+                    call.cache = "semantic"
+                    call.details["semantic_similarity"] = round(found[1], 4)
+                    return self._answer(call, found[0], None)
         reservation = await self._reserve(call, target.model, messages, params)
         begun = time.perf_counter()
         attempts: list[Any] = []
         if target.plan.decision:
             call.details["route_decision"] = target.plan.decision
-        try:
-            routed = await self.router.complete(target.plan, messages, params, attempts=attempts)
-        except LockgateError as exc:
-            await self.limiter.release(reservation)
-            raise _map_error(exc) from None
-        finally:
-            call.upstream_s = time.perf_counter() - begun
-            call.details["attempts"] = [a.to_dict() for a in attempts]
-        result = routed.result
-        call.result = result
+        with self.tracing.span(f"chat {target.requested}", self._span_attributes(call)) as span:
+            try:
+                routed = await self.router.complete(
+                    target.plan, messages, params, attempts=attempts
+                )
+            except LockgateError as exc:
+                await self.limiter.release(reservation)
+                span.record_error(exc)
+                raise _map_error(exc) from None
+            finally:
+                call.upstream_s = time.perf_counter() - begun
+                self._note_attempts(call, attempts)
+            result = routed.result
+            call.result = result
+            call.cache = "bypass" if bypass else "miss"
+            span.record_response(model=result.response.model, usage=result.usage, cache=call.cache)
         await self.limiter.settle(
             reservation, tokens=result.usage.total_tokens, usd=result.cost.usd
         )
-        call.cache = "bypass" if bypass else "miss"
         if not bypass:
             self.exact_cache.put(call.tenant or "", cache_key_body, result.response)
+            if semantic is not None and semantic_key is not None:
+                await self.semantic_cache.put(
+                    call.tenant or "",
+                    semantic[0],
+                    messages,
+                    result.response,
+                    params=params,
+                    key=semantic_key,
+                )
         return self._answer(call, result.response, result)
+
+    def _semantic_route(self, target: Target, bypass: bool) -> tuple[str, float] | None:
+        """(route, threshold) when the route opted into the semantic cache."""
+        route = self.settings.routes.get(target.plan.route or "")
+        if bypass or route is None or not route.semantic_cache:
+            return None
+        return target.plan.route or "", route.semantic_threshold
+
+    def _span_attributes(self, call: _Call) -> dict[str, Any]:
+        from lockgate.gateway._otel import request_attributes
+
+        target = call.target
+        assert target is not None
+        first = target.plan.deployments[0] if target.plan.deployments else target.model
+        return request_attributes(
+            operation="chat",
+            provider=self.client.resolve(first).provider_type,
+            request_model=target.requested,
+            tenant=call.tenant,
+            route=target.plan.route,
+        )
+
+    def _note_attempts(self, call: _Call, attempts: list[Any]) -> None:
+        """Attempts go to the trace; failures and breaker states to the metrics."""
+        call.details["attempts"] = [a.to_dict() for a in attempts]
+        for attempt in attempts:
+            if attempt.outcome == "error":
+                kind = (attempt.error or "error").split(":", 1)[0][:40]
+                self.metrics.observe_upstream_error(attempt.deployment, kind)
+            self.metrics.set_circuit_open(
+                attempt.deployment,
+                self.router.breaker(attempt.deployment).state(attempt.deployment) == "open",
+            )
 
     async def _stream(self, request: Request, call: _Call, parsed: ChatCall) -> Response:
         messages, params = await self._prepare(call, parsed)
@@ -340,7 +405,7 @@ class Gateway:
                                 )
                     finally:
                         call.upstream_s = time.perf_counter() - begun
-                        call.details["attempts"] = [a.to_dict() for a in sink.attempts]
+                        self._note_attempts(call, sink.attempts)
                     assert sink.result is not None
                     call.result = sink.result
                     final = sink.result.response
@@ -383,7 +448,9 @@ class Gateway:
             if call.target and call.target.plan.deployments
             else model
         )
-        input_tokens = self.client.count_tokens(deployment, messages).tokens
+        input_tokens = call.input_tokens
+        if input_tokens is None:
+            input_tokens = self.client.count_tokens(deployment, messages).tokens
         max_out = int(params.get("max_tokens") or 1024)
         estimate = Usage(input_tokens=input_tokens, output_tokens=max_out, estimated=True)
         resolved = self.client.resolve(deployment)

@@ -44,7 +44,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -120,7 +120,8 @@ class TraceRecord:
 
     def to_row(self) -> dict[str, Any]:
         """Column values for an insert: UTC time, JSON details, strings cut to fit."""
-        row = asdict(self)
+        # A shallow copy: asdict() deep-copies `details` and cost ~0.1 ms per record.
+        row = {name: getattr(self, name) for name in _FIELD_NAMES}
         row["at"] = _utc(self.at)
         row["details"] = json.dumps(self.details, sort_keys=True, default=str)
         for name, limit in _STRING_LIMITS.items():
@@ -142,7 +143,7 @@ class TraceRecord:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (ISO time, cost as a decimal string)."""
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in _FIELD_NAMES}
         data["at"] = _utc(self.at).isoformat()
         data["cost_usd"] = None if self.cost_usd is None else format(self.cost_usd, "f")
         return data
@@ -155,6 +156,8 @@ class TraceRecord:
             values["cost_usd"] = Decimal(values["cost_usd"])
         return cls(**values)
 
+
+_FIELD_NAMES = tuple(f.name for f in fields(TraceRecord))
 
 _STRING_LIMITS = {
     c.name: c.type.length
