@@ -398,7 +398,7 @@ async def test_finished_streams_return_their_connection_to_the_pool(
     up: ScriptedUpstream, make: Make
 ) -> None:
     up.set_rules([Rule(reply="a b c")])
-    provider = make()
+    provider = make(options={"pool_shards": 1})  # one pool, so reuse is visible
     for _ in range(3):
         chunks = await collect(provider.stream(ask("x")))
         assert chunks[-1].finish_reason == "stop"
