@@ -57,5 +57,48 @@ lockgate audit log --limit 12
 lockgate audit verify
 
 printf '\nReports: %s\n' "$(ls reports/*.html | tr '\n' ' ')"
-printf 'Demo data: %s (SQLite). Explore: LOCKGATE_HOME=%s .venv/bin/lockgate --help\n' \
+
+step "9. The gateway: the production prompt served as an OpenAI-compatible model"
+PORT="${LOCKGATE_DEMO_PORT:-8080}"
+lockgate tenants create demo --usd-per-day 1 --requests-per-minute 600
+SECRET=$(lockgate keys create --tenant demo --label demo-key 2>/dev/null | tail -n 1)
+lockgate serve --port "$PORT" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null && break
+  sleep 0.2
+done
+echo "\$ curl http://127.0.0.1:$PORT/v1/chat/completions -H 'Authorization: Bearer lg-…' \\"
+echo "    -d '{\"model\": \"prompt:support-triage@production\", \"variables\": {\"input\": \"…\"}}'"
+curl -s -D reports/headers.txt "http://127.0.0.1:$PORT/v1/chat/completions" \
+  -H "Authorization: Bearer $SECRET" -H 'Content-Type: application/json' \
+  -d '{"model": "prompt:support-triage@production", "max_tokens": 40,
+       "variables": {"input": "My invoice shows two charges for March, please refund one."}}'
+echo
+grep -i '^x-lockgate' reports/headers.txt
+echo "\$ python: openai.OpenAI(base_url=..., api_key=...).chat.completions.create(model='prompt:support-triage@production', stream=True)"
+.venv/bin/python - "$PORT" "$SECRET" <<'PY'
+import sys
+import openai
+
+client = openai.OpenAI(base_url=f"http://127.0.0.1:{sys.argv[1]}/v1", api_key=sys.argv[2])
+stream = client.chat.completions.create(
+    model="prompt:support-triage@production",
+    messages=[],
+    stream=True,
+    extra_body={"variables": {"input": "I can't log in since I changed my email address."}},
+)
+for event in stream:
+    if event.choices:
+        print(event.choices[0].delta.content or "", end="", flush=True)
+print()
+PY
+sleep 0.5
+lockgate traces list --limit 5
+lockgate usage --tenant demo --by prompt
+
+printf '\nDemo data: %s (SQLite). Explore: LOCKGATE_HOME=%s .venv/bin/lockgate --help\n' \
   "$LOCKGATE_HOME" "$LOCKGATE_HOME"
+printf 'The gateway keeps running on http://127.0.0.1:%s/v1 (key in the demo above); Ctrl-C to stop.\n' "$PORT"
+wait "$SERVER"
