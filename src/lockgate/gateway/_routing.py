@@ -18,15 +18,8 @@ deployments in fallback order; `Router.plan` turns the request's ``model`` into 
   error is raised and the gateway maps it to 429/502/504.
 
 Each attempt is bounded by the route's ``timeout_s``. Calls go through `Client`, so its
-response cache, pricing and token counting apply; note that `Client` also applies the
-provider's own retry policy (``max_retries`` in ``providers:``) inside each attempt, so a
-gateway deployment normally sets ``max_retries: 0`` and lets the route retry.
-
-What trips a breaker (`counts_against_deployment`): `RateLimited`, `Timeout` and
-`UpstreamError` (5xx, dropped streams, connection failures). An `AuthError`, a
-`ContextWindowExceeded` or any other 4xx says the server is up and answering, so it
-counts as a healthy response: a user's oversized prompt must not take a deployment out
-of rotation for everyone.
+pricing and token counting apply; the gateway builds that client with ``max_retries=0``
+so the route's retries are the only ones. Breakers: see `lockgate.gateway._breaker`.
 """
 
 from __future__ import annotations
@@ -35,7 +28,6 @@ import asyncio
 import random
 import re
 import time
-from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -49,6 +41,7 @@ from lockgate.errors import (
     Timeout,
     UpstreamError,
 )
+from lockgate.gateway._breaker import CircuitBreaker, Clock, counts_against_deployment
 from lockgate.providers._client import ChatResult, Client, StreamResult
 from lockgate.providers._retry import RetryPolicy
 from lockgate.providers._types import ChatChunk, Message
@@ -63,134 +56,13 @@ __all__ = [
     "counts_against_deployment",
 ]
 
-Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
-BreakerState = Literal["closed", "open", "half-open"]
 
 _FALLBACK = (RateLimited, UpstreamError, Timeout, ContextWindowExceeded)
-_UNHEALTHY = (RateLimited, Timeout, UpstreamError)
 # Request fields that belong to the gateway's transport, not to the upstream call.
 _NOT_FORWARDED = frozenset({"model", "messages", "stream", "stream_options"})
 # Retries and timeout for a plain model (no route): the RouteConfig defaults.
 _DEFAULT_ROUTE = RouteConfig.model_construct()
-_BUCKETS = 20
-
-
-def counts_against_deployment(error: BaseException) -> bool:
-    """Whether `error` is evidence that the deployment is unhealthy (see module docs)."""
-    return isinstance(error, _UNHEALTHY)
-
-
-# -- circuit breaker ---------------------------------------------------------------------
-
-
-@dataclass
-class _Health:
-    state: BreakerState = "closed"
-    consecutive: int = 0
-    # (bucket start, calls, failures) for the failure-ratio window, oldest first.
-    buckets: deque[list[float]] = field(default_factory=deque)
-    opened_at: float = 0.0
-    probe_at: float | None = None
-
-
-class CircuitBreaker:
-    """Per-deployment breakers sharing one `CircuitBreakerConfig`.
-
-    closed → open after ``failures`` consecutive failures, or when at least
-    ``min_requests`` calls within the last ``window_s`` seconds failed at a share of
-    ``failure_ratio`` or more. open → half-open once ``cooldown_s`` has passed: `allow`
-    then admits exactly one probe; its success closes the breaker, its failure re-opens it
-    for another cool-down. A probe that never reports (its caller was cancelled) is
-    replaced by a new one after a further ``cooldown_s``.
-
-    The ratio window is kept in ``window_s / 20`` buckets, so memory stays constant
-    whatever the request rate.
-
-    Example:
-        >>> breaker = CircuitBreaker(CircuitBreakerConfig(failures=2))
-        >>> breaker.record("openai/gpt-4o", ok=False)
-        >>> breaker.record("openai/gpt-4o", ok=False)
-        >>> breaker.allow("openai/gpt-4o"), breaker.state("openai/gpt-4o")
-        (False, 'open')
-    """
-
-    def __init__(self, config: CircuitBreakerConfig, *, clock: Clock = time.monotonic) -> None:
-        self.config = config
-        self._clock = clock
-        self._health: dict[str, _Health] = {}
-        self._bucket_s = config.window_s / _BUCKETS
-
-    def allow(self, deployment: str) -> bool:
-        """Whether a call to `deployment` may go ahead now (admitting a half-open probe
-        counts: the caller must `record` its outcome)."""
-        health = self._health.get(deployment)
-        if health is None or health.state == "closed":
-            return True
-        now = self._clock()
-        cooldown = self.config.cooldown_s
-        if health.state == "open":
-            if now - health.opened_at < cooldown:
-                return False
-            health.state = "half-open"
-        elif health.probe_at is not None and now - health.probe_at < cooldown:
-            return False
-        health.probe_at = now
-        return True
-
-    def record(self, deployment: str, ok: bool) -> None:
-        """Report the outcome of a call that `allow` admitted."""
-        health = self._health.setdefault(deployment, _Health())
-        now = self._clock()
-        if health.state == "half-open":
-            if ok:
-                self._health[deployment] = _Health()
-            else:
-                self._open(health, now)
-            return
-        if health.state == "open":
-            return  # a call admitted before the breaker opened; the verdict stands
-        self._count(health, now, ok)
-        if ok:
-            health.consecutive = 0
-            return
-        health.consecutive += 1
-        calls = sum(int(b[1]) for b in health.buckets)
-        failed = sum(int(b[2]) for b in health.buckets)
-        if health.consecutive >= self.config.failures or (
-            calls >= self.config.min_requests and failed / calls >= self.config.failure_ratio
-        ):
-            self._open(health, now)
-
-    def state(self, deployment: str) -> BreakerState:
-        """``closed``, ``open``, or ``half-open`` (cool-down over, probing)."""
-        health = self._health.get(deployment)
-        if health is None:
-            return "closed"
-        if health.state == "open" and self._clock() - health.opened_at >= self.config.cooldown_s:
-            return "half-open"
-        return health.state
-
-    def _count(self, health: _Health, now: float, ok: bool) -> None:
-        buckets = health.buckets
-        while buckets and buckets[0][0] <= now - self.config.window_s:
-            buckets.popleft()
-        if not buckets or now - buckets[-1][0] >= self._bucket_s:
-            buckets.append([now, 0, 0])
-        buckets[-1][1] += 1
-        if not ok:
-            buckets[-1][2] += 1
-
-    @staticmethod
-    def _open(health: _Health, now: float) -> None:
-        health.state = "open"
-        health.opened_at = now
-        health.probe_at = None
-        health.consecutive = 0
-        health.buckets.clear()
-
-
-# -- plans and results -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
