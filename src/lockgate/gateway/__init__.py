@@ -6,6 +6,7 @@ Example:
     >>> app = create_app(load_settings())      # serve with: lockgate serve
 """
 
-from lockgate.gateway._app import Gateway, create_app
+from lockgate.gateway._app import Gateway
+from lockgate.gateway._factory import create_app
 
 __all__ = ["Gateway", "create_app"]

@@ -21,22 +21,14 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from lockgate.config import Settings
 from lockgate.errors import (
-    AuthError,
     ContextTooLarge,
-    ContextWindowExceeded,
     LimitExceeded,
     LockgateError,
-    ProviderError,
-    RateLimited,
-    Timeout,
-    UserError,
 )
 from lockgate.gateway._openai_io import (
     DONE,
@@ -44,10 +36,12 @@ from lockgate.gateway._openai_io import (
     GatewayError,
     chunk,
     error_event,
+    map_error,
     now,
     parse_chat,
     parse_json,
     usage_chunk,
+    wants_bypass,
 )
 from lockgate.gateway._resolve import Target, TargetResolver
 from lockgate.gateway._routing import RoutedStream
@@ -205,7 +199,7 @@ class Gateway:
         except GatewayError as exc:
             return self._fail(call, exc)
         except LockgateError as exc:
-            return self._fail(call, _map_error(exc))
+            return self._fail(call, map_error(exc))
 
     async def healthz(self, request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type=_JSON)
@@ -261,7 +255,7 @@ class Gateway:
         messages, params = await self._prepare(call, parsed)
         target = call.target
         assert target is not None
-        bypass = _bypass(request)
+        bypass = wants_bypass(request)
         cache_key_body = {"model": target.model, "messages": messages, **params}
         semantic = self._semantic_route(target, bypass)
         semantic_key = None
@@ -297,7 +291,7 @@ class Gateway:
             except LockgateError as exc:
                 await self.limiter.release(reservation)
                 span.record_error(exc)
-                raise _map_error(exc) from None
+                raise map_error(exc) from None
             finally:
                 call.upstream_s = time.perf_counter() - begun
                 self._note_attempts(call, attempts)
@@ -358,7 +352,7 @@ class Gateway:
         messages, params = await self._prepare(call, parsed)
         target = call.target
         assert target is not None
-        bypass = _bypass(request)
+        bypass = wants_bypass(request)
         cache_key_body = {"model": target.model, "messages": messages, **params}
         cached = None if bypass else self.exact_cache.get(call.tenant or "", cache_key_body)
         reservation = None
@@ -422,7 +416,7 @@ class Gateway:
                     yield usage_chunk(response_id, model_name, created, final)
                 yield DONE
             except LockgateError as exc:
-                error = _map_error(exc)
+                error = map_error(exc)
                 call.status, call.error = error.status, error.message
                 if reservation is not None:
                     await self.limiter.release(reservation)
@@ -586,57 +580,3 @@ class Gateway:
             cache=call.cache,
             ttft_s=call.ttft_s,
         )
-
-
-def _bypass(request: Request) -> bool:
-    return (
-        request.headers.get("x-lockgate-cache", "").lower() == "bypass"
-        or "no-cache" in request.headers.get("cache-control", "").lower()
-    )
-
-
-def _map_error(exc: LockgateError) -> GatewayError:
-    """Provider and user errors as OpenAI-shaped HTTP answers."""
-    if isinstance(exc, RateLimited):
-        return GatewayError(429, str(exc), kind="rate_limit_exceeded", retry_after=exc.retry_after)
-    if isinstance(exc, Timeout):
-        return GatewayError(504, str(exc), kind="timeout")
-    if isinstance(exc, ContextWindowExceeded | ContextTooLarge):
-        return GatewayError(400, str(exc), param="messages", code="context_length_exceeded")
-    if isinstance(exc, AuthError):
-        return GatewayError(
-            502, f"upstream refused lockgate's credentials: {exc}", kind="upstream_error"
-        )
-    if isinstance(exc, ProviderError):
-        status = exc.status if exc.status and 400 <= exc.status < 500 else 502
-        return GatewayError(status, str(exc), kind="upstream_error")
-    if isinstance(exc, UserError):
-        return GatewayError(400, str(exc))
-    return GatewayError(500, str(exc), kind="server_error")
-
-
-def create_app(settings: Settings, *, store: Store | None = None) -> Starlette:
-    """The gateway as an ASGI app (serve it with uvicorn: ``lockgate serve``)."""
-    gateway = Gateway(settings, store=store)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await gateway.start()
-        try:
-            yield
-        finally:
-            await gateway.stop()
-
-    app = Starlette(
-        routes=[
-            Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
-            Route("/v1/embeddings", gateway.embeddings, methods=["POST"]),
-            Route("/v1/models", gateway.models, methods=["GET"]),
-            Route("/healthz", gateway.healthz, methods=["GET"]),
-            Route("/readyz", gateway.readyz, methods=["GET"]),
-            Route("/metrics", gateway.prometheus, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
-    app.state.gateway = gateway
-    return app

@@ -13,7 +13,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 
+from lockgate.errors import (
+    AuthError,
+    ContextTooLarge,
+    ContextWindowExceeded,
+    LockgateError,
+    ProviderError,
+    RateLimited,
+    Timeout,
+    UserError,
+)
 from lockgate.providers import ChatResponse
 
 # Fields the gateway understands; anything else passes through to the provider.
@@ -183,3 +194,30 @@ DONE = b"data: [DONE]\n\n"
 
 def now() -> int:
     return int(time.time())
+
+
+def wants_bypass(request: Request) -> bool:
+    return (
+        request.headers.get("x-lockgate-cache", "").lower() == "bypass"
+        or "no-cache" in request.headers.get("cache-control", "").lower()
+    )
+
+
+def map_error(exc: LockgateError) -> GatewayError:
+    """Provider and user errors as OpenAI-shaped HTTP answers."""
+    if isinstance(exc, RateLimited):
+        return GatewayError(429, str(exc), kind="rate_limit_exceeded", retry_after=exc.retry_after)
+    if isinstance(exc, Timeout):
+        return GatewayError(504, str(exc), kind="timeout")
+    if isinstance(exc, ContextWindowExceeded | ContextTooLarge):
+        return GatewayError(400, str(exc), param="messages", code="context_length_exceeded")
+    if isinstance(exc, AuthError):
+        return GatewayError(
+            502, f"upstream refused lockgate's credentials: {exc}", kind="upstream_error"
+        )
+    if isinstance(exc, ProviderError):
+        status = exc.status if exc.status and 400 <= exc.status < 500 else 502
+        return GatewayError(status, str(exc), kind="upstream_error")
+    if isinstance(exc, UserError):
+        return GatewayError(400, str(exc))
+    return GatewayError(500, str(exc), kind="server_error")
