@@ -18,6 +18,9 @@ PACKAGES = [
     "lockgate.providers",
     "lockgate.accounting",
     "lockgate.testing",
+    "lockgate.evals",
+    "lockgate.scorers",
+    "lockgate.gateway",
 ]
 
 
@@ -38,7 +41,7 @@ def test_load_prompt_is_public() -> None:
 
 def test_import_lockgate_loads_no_heavy_runtime() -> None:
     code = (
-        "import sys, lockgate, lockgate.providers, lockgate.accounting;"
+        "import sys, lockgate, lockgate.providers, lockgate.accounting, lockgate.gateway;"
         "heavy = {'llama_cpp', 'torch', 'sentence_transformers', 'uvicorn'} & set(sys.modules);"
         "print(sorted(heavy))"
     )

@@ -8,6 +8,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 from lockgate._version import __version__
 from lockgate.config import Settings, load_settings
 from lockgate.errors import LockgateError, RuntimeFailure, UserError
@@ -17,6 +19,7 @@ from lockgate.registry import ArtifactVersion, Prompt, Registry
 __all__ = [
     "ArtifactVersion",
     "AuditLog",
+    "Client",
     "LockgateError",
     "Prompt",
     "Registry",
@@ -26,7 +29,28 @@ __all__ = [
     "__version__",
     "load_prompt",
     "load_settings",
+    "run_suite",
+    "scorer",
 ]
+
+# Imported on first use (PEP 562) so `import lockgate` stays light: the engine pulls in
+# numpy, the client the provider stack.
+_LAZY = {
+    "Client": ("lockgate.providers", "Client"),
+    "run_suite": ("lockgate.evals", "run_suite"),
+    "scorer": ("lockgate.scorers", "scorer"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lockgate' has no attribute {name!r}")
 
 
 def load_prompt(ref: str, *, settings: Settings | None = None) -> Prompt:
