@@ -60,18 +60,12 @@ def list_models(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
                 continue
             seen.add(ref)
             provider_type = client.provider_configs()[name].type or name
-            base_url = client.provider_configs()[name].base_url
-            price = client.prices.lookup(
-                provider_type, info.model, instance=name, base_url=base_url
-            )
+            price = client.price(client.resolve(ref))
             rows.append(
                 {
                     "model": ref,
                     "provider": provider_type,
-                    "context_window": info.context_window
-                    or client.prices.context_window(
-                        provider_type, info.model, instance=name, base_url=base_url
-                    ),
+                    "context_window": info.context_window or client.context_window(ref),
                     "input_per_mtok": str(price.input_per_mtok)
                     if price and price.input_per_mtok is not None
                     else None,

@@ -24,12 +24,17 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from lockgate.accounting import cost
 from lockgate.config import Settings
 from lockgate.errors import (
     ContextTooLarge,
     LimitExceeded,
     LockgateError,
 )
+from lockgate.gateway._cache import ExactCache, SemanticCache
+from lockgate.gateway._context import fit_messages
+from lockgate.gateway._limits import LimitScope, MemoryLimiter, RedisLimiter
+from lockgate.gateway._metrics import GatewayMetrics
 from lockgate.gateway._openai_io import (
     DONE,
     ChatCall,
@@ -43,8 +48,11 @@ from lockgate.gateway._openai_io import (
     usage_chunk,
     wants_bypass,
 )
+from lockgate.gateway._otel import Tracing, request_attributes
 from lockgate.gateway._resolve import Target, TargetResolver
-from lockgate.gateway._routing import RoutedStream
+from lockgate.gateway._routing import RoutedStream, Router
+from lockgate.gateway._traces import TraceRecord, TraceWriter
+from lockgate.governance._tenants import KeyCache, TenantStore
 from lockgate.providers import ChatResponse, ChatResult, Client, Usage
 from lockgate.providers._client import stream_pieces
 from lockgate.store import Store
@@ -82,15 +90,6 @@ class Gateway:
     """The gateway's long-lived parts, owned by one app."""
 
     def __init__(self, settings: Settings, *, store: Store | None = None) -> None:
-        from lockgate.gateway._cache import ExactCache, SemanticCache
-        from lockgate.gateway._context import fit_messages
-        from lockgate.gateway._limits import MemoryLimiter, RedisLimiter
-        from lockgate.gateway._metrics import GatewayMetrics
-        from lockgate.gateway._otel import Tracing
-        from lockgate.gateway._routing import Router
-        from lockgate.gateway._traces import TraceWriter
-        from lockgate.governance._tenants import KeyCache, TenantStore
-
         self.settings = settings
         self._owns_store = store is None
         self.store = store or Store.open(settings)
@@ -111,7 +110,6 @@ class Gateway:
         self.semantic_cache = SemanticCache(self.client, ttl_s=config.cache_ttl_s)
         self.resolver = TargetResolver(settings, self.store, self.router)
         self.tracing = Tracing.from_settings(settings)
-        self._fit = fit_messages
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -230,7 +228,7 @@ class Gateway:
         if window:
             budget_route = self.settings.routes.get(target.plan.route or "")
             try:
-                fitted = self._fit(
+                fitted = fit_messages(
                     messages,
                     count=lambda msgs: self.client.count_tokens(deployment, msgs).tokens,
                     window=window,
@@ -323,8 +321,6 @@ class Gateway:
         return target.plan.route or "", route.semantic_threshold
 
     def _span_attributes(self, call: _Call) -> dict[str, Any]:
-        from lockgate.gateway._otel import request_attributes
-
         target = call.target
         assert target is not None
         first = target.plan.deployments[0] if target.plan.deployments else target.model
@@ -431,8 +427,6 @@ class Gateway:
     async def _reserve(
         self, call: _Call, model: str, messages: list[dict[str, Any]], params: dict[str, Any]
     ) -> Any:
-        from lockgate.gateway._limits import LimitScope
-
         scopes = [
             LimitScope(f"key:{call.key_id}", call.key_limits),
             LimitScope(f"tenant:{call.tenant}", call.tenant_limits),
@@ -447,13 +441,7 @@ class Gateway:
             input_tokens = self.client.count_tokens(deployment, messages).tokens
         max_out = int(params.get("max_tokens") or 1024)
         estimate = Usage(input_tokens=input_tokens, output_tokens=max_out, estimated=True)
-        resolved = self.client.resolve(deployment)
-        price = self.client.prices.lookup(
-            resolved.provider_type, resolved.model, instance=resolved.provider
-        )
-        from lockgate.accounting import cost
-
-        usd = cost(estimate, price).usd
+        usd = cost(estimate, self.client.price(self.client.resolve(deployment))).usd
         try:
             return await self.limiter.acquire(scopes, tokens=input_tokens + max_out, usd=usd)
         except LimitExceeded as exc:
@@ -534,8 +522,6 @@ class Gateway:
         return Response(error.body(), status_code=error.status, media_type=_JSON, headers=headers)
 
     def _finish(self, call: _Call) -> None:
-        from lockgate.gateway._traces import TraceRecord
-
         elapsed = time.perf_counter() - call.started
         result = call.result
         usage = result.usage if result is not None else Usage()

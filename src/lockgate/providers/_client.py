@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Literal
 
-from lockgate.accounting import Cost, PriceTable, cost
+from lockgate.accounting import Cost, ModelPrice, PriceTable, cost
 from lockgate.config import ProviderConfig, Settings
 from lockgate.errors import ConfigError
 from lockgate.providers._cache import CacheMode, ResponseCache
@@ -280,6 +280,16 @@ class Client:
             lambda: provider.embed(resolved.model, inputs), self.retry_policy(resolved.provider)
         )
 
+    def price(self, resolved: ResolvedModel) -> ModelPrice | None:
+        """The price of a resolved model: overrides by instance, then by server, then
+        the bundled table (None: unknown)."""
+        return self.prices.lookup(
+            resolved.provider_type,
+            resolved.model,
+            instance=resolved.provider,
+            base_url=self._configs[resolved.provider].base_url,
+        )
+
     def count_tokens(self, model: str, messages: list[Message]) -> TokenCount:
         resolved = self.resolve(model)
         return self.provider(resolved.provider).count_tokens(resolved.model, messages)
@@ -353,12 +363,7 @@ class Client:
         ttft: float | None = None,
         retries: int = 0,
     ) -> ChatResult:
-        price = self.prices.lookup(
-            resolved.provider_type,
-            resolved.model,
-            instance=resolved.provider,
-            base_url=self._configs[resolved.provider].base_url,
-        )
+        price = self.price(resolved)
         return ChatResult(
             response=response,
             resolved=resolved,
