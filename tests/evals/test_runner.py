@@ -354,7 +354,7 @@ def test_cli_eval_exit_codes_and_reports(
     assert missing.code == 2 and "no artifact named 'nope-eval'" in missing.err
 
 
-def test_runner_reuses_one_store_connection_pool(
+def test_run_options_override_the_suite(
     eval_registry: Registry, eval_settings: Settings, tmp_path: Path
 ) -> None:
     push_fixture_artifacts(eval_registry, tmp_path)

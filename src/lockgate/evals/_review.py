@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from lockgate.evals._persist import ReviewItem, RunStore
-from lockgate.evals._types import AttemptResult, RunReport, Score, ScoreRecord
+from lockgate.evals._types import AttemptResult, RunReport, Score, ScoreRecord, verdict
 from lockgate.registry import Registry
 
 
@@ -33,12 +33,7 @@ def apply_reviews(attempts: list[AttemptResult], reviews: list[ReviewItem]) -> l
             else record
             for record in attempt.scores
         ]
-        still_pending = any(r.score.details.get("pending_review") for r in scores)
-        failed = any(
-            not r.score.passed for r in scores if not r.score.details.get("pending_review")
-        )
-        status = "failed" if failed else "pending_review" if still_pending else "passed"
-        patched.append(replace(attempt, scores=scores, status=status))
+        patched.append(replace(attempt, scores=scores, status=verdict(scores)))
     return patched
 
 

@@ -24,7 +24,15 @@ from lockgate.errors import LockgateError, ReplayMiss, RuntimeFailure, UserError
 from lockgate.evals._build import build_report, report_to_dict
 from lockgate.evals._persist import RunRow, RunStore
 from lockgate.evals._suite import ResolvedSuite, resolve
-from lockgate.evals._types import AttemptResult, Case, Output, RunReport, Score, ScoreRecord
+from lockgate.evals._types import (
+    AttemptResult,
+    Case,
+    Output,
+    RunReport,
+    Score,
+    ScoreRecord,
+    verdict,
+)
 from lockgate.providers import CacheMode, Client
 from lockgate.registry import Prompt, PromptSpec, Registry
 from lockgate.scorers._registry import (
@@ -470,7 +478,6 @@ async def _score(
     if output.error is not None:
         return AttemptResult(case.id, attempt, output, [], "errored")
     records: list[ScoreRecord] = []
-    status = "passed"
     for info, fn, weight, threshold in scorers.case:
         try:
             # A copy per call: concurrent attempts must not see each other's threshold.
@@ -480,11 +487,7 @@ async def _score(
             failed = replace(output, error=f"scorer {info.name}: {type(exc).__name__}: {exc}")
             return AttemptResult(case.id, attempt, failed, records, "errored")
         records.append(ScoreRecord(info.name, score, weight))
-        if score.details.get("pending_review"):
-            status = "pending_review" if status == "passed" else status
-        elif not score.passed:
-            status = "failed"
-    return AttemptResult(case.id, attempt, output, records, status)
+    return AttemptResult(case.id, attempt, output, records, verdict(records))
 
 
 def _with_correctness(result: AttemptResult, prediction: Any, expected: Any) -> AttemptResult:

@@ -37,6 +37,18 @@ class ScoreRecord:
     weight: float = 1.0
 
 
+def verdict(scores: list[ScoreRecord]) -> str:
+    """An attempt's status from its scores: ``failed`` if any decided score failed, else
+    ``pending_review`` if a person still has to decide, else ``passed``."""
+    pending = False
+    for record in scores:
+        if record.score.details.get("pending_review"):
+            pending = True
+        elif not record.score.passed:
+            return "failed"
+    return "pending_review" if pending else "passed"
+
+
 @dataclass(frozen=True)
 class AttemptResult:
     """One attempt of one case: the output, every score, and whether it passed."""
