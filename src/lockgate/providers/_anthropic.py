@@ -37,10 +37,8 @@ from lockgate.providers._anthropic_translate import (
 )
 from lockgate.providers._http import (
     HTTPProvider,
-    auth_hint,
     decode_json,
     drain,
-    key_env_for,
     parse_retry_after,
     status_error,
 )
@@ -55,7 +53,6 @@ __all__ = ["API_VERSION", "DEFAULT_BASE_URL", "AnthropicProvider", "create"]
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
-_DEFAULT_KEY_ENV = "ANTHROPIC_API_KEY"
 _CONTEXT_MARKERS = ("prompt is too long", "exceed context limit", "context window")
 
 
@@ -86,6 +83,9 @@ class AnthropicProvider(HTTPProvider):
     """
 
     provider_type = "anthropic"
+    default_base_url = DEFAULT_BASE_URL
+    base_url_env = "ANTHROPIC_BASE_URL"
+    default_key_env = "ANTHROPIC_API_KEY"
 
     def __init__(
         self,
@@ -95,21 +95,21 @@ class AnthropicProvider(HTTPProvider):
         *,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.api_key_env = key_env_for(config, _DEFAULT_KEY_ENV)
-        api_key = settings.environment(self.api_key_env) if self.api_key_env else None
-        self._has_key = api_key is not None
-        headers = {"anthropic-version": API_VERSION}
-        if api_key:
-            headers["x-api-key"] = api_key
         self.default_max_tokens = int(config.options.get("default_max_tokens", DEFAULT_MAX_TOKENS))
-        base_url = config.base_url or settings.environment("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL
         super().__init__(
-            name, config, settings, base_url=base_url, headers=headers, transport=transport
+            name,
+            config,
+            settings,
+            headers={"anthropic-version": API_VERSION},
+            transport=transport,
         )
+
+    def _auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"x-api-key": api_key}
 
     def _error_from_response(self, response: httpx.Response, model: str) -> ProviderError:
         message, kind = error_details(response.content)
-        hint = auth_hint(self.name, self.api_key_env, self._has_key)
+        hint = self._auth_hint()
         return status_error(
             response.status_code,
             where=self._where(model),

@@ -308,11 +308,20 @@ async def drain(events: AsyncIterator[SSEEvent], grace: float = _DRAIN_GRACE) ->
 class HTTPProvider(ABC):
     """Base of the HTTP providers: the pooled client, deadlines and transport errors.
 
-    Subclasses set `provider_type` and implement `_error_from_response`. They do not retry:
-    callers wrap calls with `lockgate.providers._retry.with_retries`.
+    Subclasses set `provider_type`, the vendor's defaults (`default_base_url`, and the
+    variables `base_url_env` and `default_key_env`), and implement `_auth_headers` and
+    `_error_from_response`. They do not retry: callers wrap calls with
+    `lockgate.providers._retry.with_retries`.
+
+    The base URL is the entry's ``base_url``, else the vendor's variable, else the
+    vendor's host. The key comes from ``api_key_env``; the vendor's default variable is
+    used only by an entry without its own ``base_url`` (see `key_env_for`).
     """
 
     provider_type: ClassVar[str] = "http"
+    default_base_url: ClassVar[str]
+    base_url_env: ClassVar[str]
+    default_key_env: ClassVar[str]
 
     def __init__(
         self,
@@ -320,10 +329,16 @@ class HTTPProvider(ABC):
         config: ProviderConfig,
         settings: Settings,
         *,
-        base_url: str,
-        headers: Mapping[str, str],
+        headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        self.api_key_env = key_env_for(config, self.default_key_env)
+        api_key = settings.environment(self.api_key_env) if self.api_key_env else None
+        self._has_key = api_key is not None
+        headers = {**(headers or {}), **(self._auth_headers(api_key) if api_key else {})}
+        base_url = (
+            config.base_url or settings.environment(self.base_url_env) or self.default_base_url
+        )
         self.name = name
         self.config = config
         self.settings = settings
@@ -348,6 +363,13 @@ class HTTPProvider(ABC):
 
     def _where(self, model: str) -> str:
         return f"provider '{self.name}' ({self.provider_type}), model '{model}'"
+
+    @abstractmethod
+    def _auth_headers(self, api_key: str) -> dict[str, str]:
+        """The headers that carry the key (each vendor names them its way)."""
+
+    def _auth_hint(self) -> str:
+        return auth_hint(self.name, self.api_key_env, self._has_key)
 
     @abstractmethod
     def _error_from_response(self, response: httpx.Response, model: str) -> ProviderError:

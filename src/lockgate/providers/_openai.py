@@ -32,10 +32,8 @@ from lockgate.config import ProviderConfig, Settings
 from lockgate.errors import ProviderError, UpstreamError
 from lockgate.providers._http import (
     HTTPProvider,
-    auth_hint,
     decode_json,
     drain,
-    key_env_for,
     one_line,
     parse_duration,
     parse_retry_after,
@@ -53,7 +51,6 @@ from lockgate.providers._types import (
 __all__ = ["DEFAULT_BASE_URL", "OpenAIProvider", "create"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-_DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -173,30 +170,19 @@ class OpenAIProvider(HTTPProvider):
     """
 
     provider_type = "openai"
+    default_base_url = DEFAULT_BASE_URL
+    base_url_env = "OPENAI_BASE_URL"
+    # Sent only to OpenAI itself (or the OPENAI_BASE_URL set for it): a vLLM or Ollama
+    # entry without api_key_env never receives it.
+    default_key_env = "OPENAI_API_KEY"
 
-    def __init__(
-        self,
-        name: str,
-        config: ProviderConfig,
-        settings: Settings,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        base_url = config.base_url or settings.environment("OPENAI_BASE_URL") or DEFAULT_BASE_URL
-        # OPENAI_API_KEY goes only to OpenAI itself (or to the OPENAI_BASE_URL the user set
-        # for it): a vLLM or Ollama entry without api_key_env must not receive it.
-        self.api_key_env = key_env_for(config, _DEFAULT_KEY_ENV)
-        api_key = settings.environment(self.api_key_env) if self.api_key_env else None
-        self._has_key = api_key is not None
-        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        super().__init__(
-            name, config, settings, base_url=base_url, headers=headers, transport=transport
-        )
+    def _auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {api_key}"}
 
     def _error_from_response(self, response: httpx.Response, model: str) -> ProviderError:
         message, code = error_details(response.content)
         status = response.status_code
-        hint = auth_hint(self.name, self.api_key_env, self._has_key)
+        hint = self._auth_hint()
         return status_error(
             status,
             where=self._where(model),
