@@ -10,11 +10,11 @@ move reaches every replica within that time without a database read per request.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from lockgate.config import Settings
-from lockgate.errors import BadReference, KindMismatch, NotFound, TemplateError
+from lockgate.errors import BadReference, ConfigError, KindMismatch, NotFound, TemplateError
 from lockgate.gateway._openai_io import ChatCall, GatewayError
 from lockgate.registry import Prompt, Registry
 from lockgate.store import Store
@@ -33,7 +33,6 @@ class Target:
     params: dict[str, Any]
     plan: Any
     prompt_ref: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 class TargetResolver:
@@ -53,12 +52,8 @@ class TargetResolver:
             model = prompt.spec.model
         try:
             plan = self.router.plan(model, messages, params)
-        except (NotFound, BadReference) as exc:
+        except (NotFound, BadReference, ConfigError) as exc:
             raise GatewayError(404, str(exc), param="model", code="model_not_found") from None
-        except Exception as exc:
-            if type(exc).__name__ == "ConfigError":
-                raise GatewayError(404, str(exc), param="model", code="model_not_found") from None
-            raise
         return Target(call.model, model, messages, params, plan, prompt_ref)
 
     def _prompt(self, ref: str) -> Prompt:
