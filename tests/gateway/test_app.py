@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -65,6 +65,21 @@ def gw_settings(tmp_path: Path, upstream: ScriptedUpstream, broken: ScriptedUpst
     )
 
 
+@pytest.fixture
+def sdk() -> Iterator[Callable[[str, str], openai.OpenAI]]:
+    """openai.OpenAI clients that are closed at the end of the test (no leaked sockets)."""
+    clients: list[openai.OpenAI] = []
+
+    def make(url: str, key: str) -> openai.OpenAI:
+        client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
 def tenant_key(settings: Settings, name: str = "acme", **limits: object) -> str:
     store = Store.open(settings)
     try:
@@ -85,10 +100,12 @@ def trace_rows(settings: Settings) -> list[sa.Row]:  # type: ignore[type-arg]
         store.close()
 
 
-def test_openai_sdk_sync_with_cost_and_trace_headers(gw_settings: Settings) -> None:
+def test_openai_sdk_sync_with_cost_and_trace_headers(
+    sdk: Callable[[str, str], openai.OpenAI], gw_settings: Settings
+) -> None:
     secret = tenant_key(gw_settings)
     with serving(create_app(gw_settings)) as url:
-        client = openai.OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
+        client = sdk(url, secret)
         raw = client.chat.completions.with_raw_response.create(
             model="fast", messages=[{"role": "user", "content": "I want a refund"}]
         )
@@ -151,14 +168,16 @@ def test_openai_sdk_async_streaming_with_usage(gw_settings: Settings) -> None:
     assert rows[0].ttft_ms is not None
 
 
-def test_errors_have_openai_shapes(gw_settings: Settings) -> None:
+def test_errors_have_openai_shapes(
+    sdk: Callable[[str, str], openai.OpenAI], gw_settings: Settings
+) -> None:
     secret = tenant_key(gw_settings)
     with serving(create_app(gw_settings)) as url:
-        good = openai.OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
+        good = sdk(url, secret)
         with pytest.raises(openai.AuthenticationError):
-            openai.OpenAI(
-                base_url=url + "/v1", api_key="lg-nope", max_retries=0
-            ).chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
+            sdk(url, "lg-nope").chat.completions.create(
+                model="fast", messages=[{"role": "user", "content": "hi"}]
+            )
         with pytest.raises(openai.NotFoundError, match=r"unknown provider|names no provider"):
             good.chat.completions.create(
                 model="nowhere", messages=[{"role": "user", "content": "hi"}]
@@ -177,10 +196,12 @@ def test_errors_have_openai_shapes(gw_settings: Settings) -> None:
         assert "lockgate_requests_total" in metrics
 
 
-def test_fallback_to_the_next_deployment(gw_settings: Settings, broken: ScriptedUpstream) -> None:
+def test_fallback_to_the_next_deployment(
+    sdk: Callable[[str, str], openai.OpenAI], gw_settings: Settings, broken: ScriptedUpstream
+) -> None:
     secret = tenant_key(gw_settings)
     with serving(create_app(gw_settings)) as url:
-        client = openai.OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
+        client = sdk(url, secret)
         reply = client.chat.completions.create(
             model="resilient", messages=[{"role": "user", "content": "refund me"}]
         )
@@ -190,7 +211,9 @@ def test_fallback_to_the_next_deployment(gw_settings: Settings, broken: Scripted
     assert "down/gpt-4o-mini-2024-07-18" in row.details
 
 
-def test_prompt_targets_render_with_variables(gw_settings: Settings, tmp_path: Path) -> None:
+def test_prompt_targets_render_with_variables(
+    sdk: Callable[[str, str], openai.OpenAI], gw_settings: Settings, tmp_path: Path
+) -> None:
     secret = tenant_key(gw_settings)
     registry = Registry.open(gw_settings, actor="t")
     text = DESIGN_PROMPT + "template: 'Classify: {{ ticket }}'\n"
@@ -198,7 +221,7 @@ def test_prompt_targets_render_with_variables(gw_settings: Settings, tmp_path: P
     registry.set_label("support-triage@4", "production")
     registry.close()
     with serving(create_app(gw_settings)) as url:
-        client = openai.OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
+        client = sdk(url, secret)
         reply = client.chat.completions.create(
             model="prompt:support-triage@production",
             messages=[],
@@ -214,13 +237,15 @@ def test_prompt_targets_render_with_variables(gw_settings: Settings, tmp_path: P
     assert row.resolved_model == MODEL
 
 
-def test_revoked_key_is_refused_on_the_next_poll(gw_settings: Settings) -> None:
+def test_revoked_key_is_refused_on_the_next_poll(
+    sdk: Callable[[str, str], openai.OpenAI], gw_settings: Settings
+) -> None:
     store = Store.open(gw_settings)
     tenants = TenantStore(store, actor="admin")
     tenants.create_tenant("acme", Limits())
     key, secret = tenants.create_key("acme")
     with serving(create_app(gw_settings)) as url:
-        client = openai.OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
+        client = sdk(url, secret)
         client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
         tenants.revoke_key(key.id)
         time.sleep(0.3)  # config_poll_s is 0.05 s in these settings
@@ -289,7 +314,9 @@ def test_stream_failure_after_first_chunk_ends_with_an_sse_error(
     assert row.status == 502 and row.stream and "stream ended early" in row.error
 
 
-def test_auto_route_trimming_tools_and_embeddings(gw_settings: Settings) -> None:
+def test_auto_route_trimming_tools_and_embeddings(
+    sdk: Callable[[str, str], openai.OpenAI], gw_settings: Settings
+) -> None:
     routes = {name: route.model_dump() for name, route in gw_settings.routes.items()}
     routes["tiny"] = {"deployments": [MODEL], "input_token_budget": 60}
     routes["auto"] = {"auto": {"easy": "fast", "hard": "resilient"}}
@@ -307,7 +334,7 @@ def test_auto_route_trimming_tools_and_embeddings(gw_settings: Settings) -> None
             {"role": "assistant", "content": f"old answer number {n}"},
         ]
     with serving(create_app(settings)) as url:
-        client = openai.OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
+        client = sdk(url, secret)
         client.chat.completions.create(
             model="auto",
             messages=[{"role": "user", "content": "Please analyze this refund contract"}],

@@ -171,7 +171,8 @@ def _render(meta: dict[str, object], order: list[int], indent: int, comments: bo
         "temperature: 0.5",
         "metadata:\n"
         + "".join(
-            f"{' ' * indent}{k}: {json.dumps(v, ensure_ascii=False)}\n" for k, v in meta.items()
+            f"{' ' * indent}{json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}\n"
+            for k, v in meta.items()
         )
         if meta
         else "metadata: {}",
