@@ -11,7 +11,6 @@ import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
@@ -289,7 +288,7 @@ async def test_other_400_is_not_retryable(up: ScriptedUpstream, make: Make) -> N
 async def test_timeouts(up: ScriptedUpstream, make: Make) -> None:
     up.set_rules([Rule(match="slow", delay=5.0), Rule(match="hang", hang=True)])
     slow = make(timeouts=Timeouts(connect=1.0, read=0.2, total=30.0))
-    with pytest.raises(Timeout, match="ReadTimeout"):
+    with pytest.raises(Timeout, match=r"read timeout: no data from .* for 0\.2s"):
         await slow.chat(ask("slow"))
     hanging = make(timeouts=Timeouts(connect=1.0, read=30.0, total=0.3))
     with pytest.raises(Timeout, match="total deadline"):
@@ -327,19 +326,14 @@ def test_defaults_and_factory(monkeypatch: pytest.MonkeyPatch) -> None:
     assert create("claude", ProviderConfig(), Settings()).base_url == "http://proxy.test"
 
 
-# -- client logic the upstream cannot script (MockTransport) --------------------------------
+# -- client logic scripted as verbatim bodies ---------------------------------------------
 
 
-def mocked(handler: Callable[[httpx.Request], httpx.Response]) -> AnthropicProvider:
-    config = ProviderConfig(base_url="http://mock.test")
-    return AnthropicProvider("claude", config, Settings(), transport=httpx.MockTransport(handler))
-
-
-def sse(*events: dict[str, Any]) -> httpx.Response:
+def sse(*events: dict[str, Any]) -> Rule:
     body = b"".join(
         b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps(e) + b"\n\n" for e in events
     )
-    return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+    return Rule(body=body, headers={"content-type": "text/event-stream"})
 
 
 START = {"type": "message_start", "message": {"model": MODEL, "usage": {"input_tokens": 3}}}
@@ -347,34 +341,36 @@ TEXT_START = {"type": "content_block_start", "index": 0, "content_block": {"type
 HELLO = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}
 
 
-async def test_stream_error_event_after_first_chunk() -> None:
+async def test_stream_error_event_after_first_chunk(up: ScriptedUpstream, make: Make) -> None:
     error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-    provider = mocked(lambda r: sse(START, {"type": "ping"}, TEXT_START, HELLO, error))
+    up.set_rules([sse(START, {"type": "ping"}, TEXT_START, HELLO, error)])
     received: list[str] = []
     with pytest.raises(UpstreamError, match=r"after 1 chunks: .*overloaded_error") as raised:
-        async for chunk in provider.stream(ask("x")):
+        async for chunk in make().stream(ask("x")):
             received.append(chunk.delta)
     assert received == ["Hi"]
     assert "\n" not in str(raised.value)
 
 
-async def test_stream_without_message_stop_is_an_upstream_error() -> None:
-    provider = mocked(lambda r: sse(START, TEXT_START, HELLO))
+async def test_stream_without_message_stop_is_an_upstream_error(
+    up: ScriptedUpstream, make: Make
+) -> None:
+    up.set_rules([sse(START, TEXT_START, HELLO)])
     with pytest.raises(UpstreamError, match=r"stream ended early after 1 chunks$"):
-        await collect(provider.stream(ask("x")))
+        await collect(make().stream(ask("x")))
 
 
-async def test_malformed_json_is_an_upstream_error() -> None:
-    provider = mocked(lambda r: httpx.Response(200, content=b"not json"))
+async def test_malformed_json_is_an_upstream_error(up: ScriptedUpstream, make: Make) -> None:
+    up.set_rules([Rule(match="bad", body="not json"), Rule(body='{"type": "message"}')])
+    provider = make()
     with pytest.raises(UpstreamError, match=f"^{re.escape(WHERE)}: malformed JSON"):
-        await provider.chat(ask("x"))
-    missing = mocked(lambda r: httpx.Response(200, json={"type": "message"}))
+        await provider.chat(ask("bad"))
     with pytest.raises(UpstreamError, match="unexpected answer"):
-        await missing.chat(ask("x"))
+        await provider.chat(ask("x"))
 
 
-async def test_untranslatable_request_is_a_provider_error() -> None:
-    provider = mocked(lambda r: httpx.Response(500))
+async def test_untranslatable_request_is_a_provider_error(up: ScriptedUpstream, make: Make) -> None:
+    provider = make()
     request = ChatRequest(
         model=MODEL,
         messages=[
@@ -385,6 +381,7 @@ async def test_untranslatable_request_is_a_provider_error() -> None:
         await provider.chat(request)
     assert raised.value.status == 400
     assert raised.value.provider == "claude"
+    assert up.requests == []  # refused before anything was sent
 
 
 async def test_concurrent_streams(up: ScriptedUpstream, make: Make) -> None:
@@ -398,8 +395,8 @@ async def test_finished_streams_return_their_connection_to_the_pool(
     up: ScriptedUpstream, make: Make
 ) -> None:
     up.set_rules([Rule(reply="a b c")])
-    provider = make(options={"pool_shards": 1})  # one pool, so reuse is visible
+    provider = make()
     for _ in range(3):
         chunks = await collect(provider.stream(ask("x")))
         assert chunks[-1].finish_reason == "stop"
-    assert len(provider._client._transport._pool.connections) == 1  # type: ignore[attr-defined]
+    assert len({r.client for r in up.requests}) == 1  # one connection, reused

@@ -1,11 +1,11 @@
-"""Shared HTTP plumbing: header parsing, SSE decoding, client set-up (no sockets)."""
+"""Shared HTTP plumbing: header parsing, SSE decoding, session set-up."""
 
 from __future__ import annotations
 
 import email.utils
 import itertools
 
-import httpx
+import aiohttp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,12 +21,13 @@ from lockgate.errors import (
 from lockgate.providers._http import (
     SSEDecoder,
     SSEEvent,
-    build_client,
+    build_session,
     one_line,
     parse_duration,
     parse_retry_after,
     status_error,
 )
+from lockgate.testing import ScriptedUpstream
 
 NOW = 1_700_000_000.0
 
@@ -166,32 +167,25 @@ def test_status_error_mapping(status: int, context: bool, kind: type[ProviderErr
         assert error.retry_after == 2.0
 
 
-async def test_build_client_applies_timeouts_limits_and_ignores_proxy_env(
+async def test_build_session_applies_timeouts_limits_and_ignores_proxy_env(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:9")
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json={})
-
     config = ProviderConfig(
         timeouts=Timeouts(connect=1.5, read=7.0, total=30.0), options={"max_connections": 150}
     )
-    client = build_client(
-        config,
-        base_url="http://upstream.test/v1",
-        headers={"x-test": "1"},
-        transport=httpx.MockTransport(handler),
-    )
-    async with client:
-        assert client.timeout == httpx.Timeout(connect=1.5, read=7.0, write=7.0, pool=30.0)
-        assert client.trust_env is False
-        await client.post("/chat/completions")
-    assert str(seen[0].url) == "http://upstream.test/v1/chat/completions"
-    assert seen[0].headers["x-test"] == "1"
+    with ScriptedUpstream() as up:
+        async with build_session(config, headers={"x-test": "1"}) as session:
+            assert session.timeout == aiohttp.ClientTimeout(
+                total=None, connect=30.0, sock_connect=1.5, sock_read=7.0
+            )
+            assert session.trust_env is False
+            assert session.connector is not None
+            assert session.connector.limit == 150
+            async with session.get(up.url + "/v1/models") as response:
+                assert response.status == 200  # answered by the upstream, not a proxy at :9
+        assert [(r.path, r.headers["x-test"]) for r in up.requests] == [("/v1/models", "1")]
 
 
 STREAM = (

@@ -1,7 +1,7 @@
 """The OpenAI-compatible provider against the scripted upstream on a real socket.
 
-Tiny client-logic cases the upstream cannot produce (malformed JSON, missing usage, odd
-headers) use `httpx.MockTransport`.
+Client-logic cases (malformed JSON, missing usage, odd headers, hand-written streams) are
+scripted as verbatim bodies (`Rule(body=...)`), still over a real socket.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
@@ -24,6 +23,7 @@ from lockgate.errors import (
     Timeout,
     UpstreamError,
 )
+from lockgate.providers._http import HTTPAnswer
 from lockgate.providers._openai import OpenAIProvider, create, rate_limit_wait
 from lockgate.providers._retry import RetryPolicy, stream_with_retries, with_retries
 from lockgate.providers._types import ChatChunk, ChatRequest, Provider, Usage
@@ -323,7 +323,7 @@ async def test_server_errors_are_upstream_errors(
 async def test_delay_beyond_the_read_timeout_is_a_timeout(up: ScriptedUpstream, make: Make) -> None:
     up.set_rules([Rule(match="slow", delay=5.0)])
     provider = make(timeouts=Timeouts(connect=1.0, read=0.2, total=30.0))
-    with pytest.raises(Timeout, match="ReadTimeout") as raised:
+    with pytest.raises(Timeout, match=r"read timeout: no data from .* for 0\.2s") as raised:
         await provider.chat(ask("slow"))
     assert str(raised.value).startswith(WHERE)
     with pytest.raises(Timeout):
@@ -441,78 +441,83 @@ async def test_unreachable_server_is_an_upstream_error(make: Make) -> None:
         await provider.chat(ask("hi"))
 
 
-# -- client logic the upstream cannot script (MockTransport) --------------------------------
+# -- client logic scripted as verbatim bodies ---------------------------------------------
+
+SSE = {"content-type": "text/event-stream"}
 
 
-def mocked(handler: Callable[[httpx.Request], httpx.Response]) -> OpenAIProvider:
-    config = ProviderConfig(base_url="http://mock.test/v1")
-    return OpenAIProvider("scripted", config, Settings(), transport=httpx.MockTransport(handler))
+def sse(*events: str) -> str:
+    return "".join(f"data: {e}\n\n" for e in events)
 
 
-def sse(*events: str) -> httpx.Response:
-    body = "".join(f"data: {e}\n\n" for e in events).encode()
-    return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
-
-
-async def test_malformed_json_is_an_upstream_error() -> None:
-    provider = mocked(lambda r: httpx.Response(200, content=b"<html>gateway</html>"))
+async def test_malformed_json_is_an_upstream_error(up: ScriptedUpstream, make: Make) -> None:
+    up.set_rules(
+        [Rule(match="whole", body="<html>gateway</html>"), Rule(body=sse("{not json"), headers=SSE)]
+    )
+    provider = make()
     with pytest.raises(UpstreamError, match=f"^{re.escape(WHERE)}: malformed JSON from upstream"):
-        await provider.chat(ask("hi"))
+        await provider.chat(ask("whole"))
     with pytest.raises(UpstreamError, match="malformed JSON"):
-        await collect(mocked(lambda r: sse("{not json")).stream(ask("hi")))
+        await collect(provider.stream(ask("hi")))
 
 
-async def test_unexpected_shape_is_an_upstream_error() -> None:
-    provider = mocked(lambda r: httpx.Response(200, json={"choices": []}))
+async def test_unexpected_shape_is_an_upstream_error(up: ScriptedUpstream, make: Make) -> None:
+    up.set_rules([Rule(body='{"choices": []}')])
     with pytest.raises(UpstreamError, match="unexpected answer"):
-        await provider.chat(ask("hi"))
+        await make().chat(ask("hi"))
 
 
-async def test_missing_usage_is_estimated() -> None:
+async def test_missing_usage_is_estimated(up: ScriptedUpstream, make: Make) -> None:
     answer = {"choices": [{"message": {"role": "assistant", "content": "hello there"}}]}
-    response = await mocked(lambda r: httpx.Response(200, json=answer)).chat(ask("hi"))
+    up.set_rules([Rule(body=orjson.dumps(answer))])
+    response = await make().chat(ask("hi"))
     assert response.content == "hello there"
     assert response.usage.estimated
     assert response.usage.input_tokens > 0
     assert response.usage.output_tokens > 0
 
 
-async def test_stream_without_usage_leaves_usage_none() -> None:
+async def test_stream_without_usage_leaves_usage_none(up: ScriptedUpstream, make: Make) -> None:
     delta = '{"choices":[{"delta":{"content":"hi"},"finish_reason":null}]}'
     final = '{"choices":[{"delta":{},"finish_reason":"stop"}]}'
-    chunks = await collect(mocked(lambda r: sse(delta, final, "[DONE]")).stream(ask("x")))
+    up.set_rules([Rule(body=sse(delta, final, "[DONE]"), headers=SSE)])
+    chunks = await collect(make().stream(ask("x")))
     assert [(c.delta, c.finish_reason, c.usage) for c in chunks] == [
         ("hi", None, None),
         ("", "stop", None),
     ]
 
 
-async def test_stream_usage_on_the_finish_chunk() -> None:
+async def test_stream_usage_on_the_finish_chunk(up: ScriptedUpstream, make: Make) -> None:
     final = (
         '{"choices":[{"delta":{"content":"!"},"finish_reason":"length"}],'
         '"usage":{"prompt_tokens":4,"completion_tokens":2,'
         '"prompt_tokens_details":{"cached_tokens":3}}}'
     )
-    chunks = await collect(mocked(lambda r: sse(final, "[DONE]")).stream(ask("x")))
+    up.set_rules([Rule(body=sse(final, "[DONE]"), headers=SSE)])
+    chunks = await collect(make().stream(ask("x")))
     assert [c.delta for c in chunks] == ["!", ""]
     assert chunks[-1].finish_reason == "length"
     assert chunks[-1].usage == Usage(input_tokens=4, output_tokens=2, cached_input_tokens=3)
 
 
-async def test_stream_ending_without_done_is_an_upstream_error() -> None:
+async def test_stream_ending_without_done_is_an_upstream_error(
+    up: ScriptedUpstream, make: Make
+) -> None:
     delta = '{"choices":[{"delta":{"content":"hi"},"finish_reason":null}]}'
-    provider = mocked(lambda r: sse(delta))
+    up.set_rules([Rule(body=sse(delta), headers=SSE)])
     received: list[str] = []
     with pytest.raises(UpstreamError, match=r"stream ended early after 1 chunks$"):
-        async for chunk in provider.stream(ask("x")):
+        async for chunk in make().stream(ask("x")):
             received.append(chunk.delta)
     assert received == ["hi"]
 
 
-async def test_error_event_in_stream() -> None:
+async def test_error_event_in_stream(up: ScriptedUpstream, make: Make) -> None:
     error = '{"error":{"message":"model crashed","type":"server_error"}}'
+    up.set_rules([Rule(body=sse(error), headers=SSE)])
     with pytest.raises(UpstreamError, match="error event in stream: model crashed"):
-        await collect(mocked(lambda r: sse(error)).stream(ask("x")))
+        await collect(make().stream(ask("x")))
 
 
 @pytest.mark.parametrize(
@@ -535,50 +540,44 @@ async def test_error_event_in_stream() -> None:
     ],
 )
 def test_rate_limit_wait_from_headers(headers: dict[str, str], expected: float | None) -> None:
-    wait = rate_limit_wait(httpx.Headers(headers))
+    wait = rate_limit_wait(HTTPAnswer.of(429, **headers).headers)
     if expected is None:
         assert wait is None
     else:
         assert wait == pytest.approx(expected)
 
 
-async def test_429_with_reset_header_only() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            429,
-            json={"error": {"message": "slow down"}},
-            headers={"x-ratelimit-reset-requests": "20ms"},
-        )
-
-    with pytest.raises(RateLimited) as raised:
-        await mocked(handler).chat(ask("x"))
+async def test_429_with_reset_header_only(up: ScriptedUpstream, make: Make) -> None:
+    up.set_rules(
+        [
+            Rule(
+                status=429,
+                body='{"error": {"message": "slow down"}}',
+                headers={"X-RateLimit-Reset-Requests": "20ms"},
+            )
+        ]
+    )
+    with pytest.raises(RateLimited, match="slow down") as raised:
+        await make().chat(ask("x"))
     assert raised.value.retry_after == pytest.approx(0.02)
-
-
-def open_connections(provider: OpenAIProvider) -> int:
-    return len(provider._client._transport._pool.connections)  # type: ignore[attr-defined]
 
 
 async def test_finished_streams_return_their_connection_to_the_pool(
     up: ScriptedUpstream, make: Make
 ) -> None:
     up.set_rules([Rule(reply="a b c")])
-    provider = make(options={"pool_shards": 1})  # one pool, so reuse is visible
+    provider = make()
     for _ in range(3):
         chunks = await collect(provider.stream(ask("x")))
         assert chunks[-1].finish_reason == "stop"
-    assert open_connections(provider) == 1
+    assert len({r.client for r in up.requests}) == 1  # one connection, reused
 
 
-async def test_body_left_open_after_done_still_completes() -> None:
-    async def body() -> AsyncIterator[bytes]:
-        yield b'data: {"choices":[{"delta":{"content":"hi"},"finish_reason":"stop"}]}\n\n'
-        yield b"data: [DONE]\n\n"
-        await asyncio.sleep(60)  # a server that never ends the body
-
-    provider = mocked(lambda r: httpx.Response(200, content=body()))
+async def test_body_left_open_after_done_still_completes(up: ScriptedUpstream, make: Make) -> None:
+    body = sse('{"choices":[{"delta":{"content":"hi"},"finish_reason":"stop"}]}', "[DONE]")
+    up.set_rules([Rule(body=body, headers=SSE, hang=True)])  # never ends the body
     loop = asyncio.get_running_loop()
     started = loop.time()
-    chunks = await collect(provider.stream(ask("x")))
+    chunks = await collect(make().stream(ask("x")))
     assert [(c.delta, c.finish_reason) for c in chunks] == [("hi", None), ("", "stop")]
     assert loop.time() - started < 5.0

@@ -1,6 +1,6 @@
 """Provider for the Anthropic Messages API, behind lockgate's OpenAI-shaped contract.
 
-Plain `httpx`, not the ``anthropic`` SDK, for the same reasons as the OpenAI provider: a
+Plain `aiohttp`, not the ``anthropic`` SDK, for the same reasons as the OpenAI provider: a
 lean hot path and one retry policy (lockgate's), not two. The translation between the two
 shapes lives in `lockgate.providers._anthropic_translate`, documented there.
 
@@ -24,8 +24,6 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-import httpx
-
 from lockgate.config import ProviderConfig, Settings
 from lockgate.errors import ProviderError, UpstreamError
 from lockgate.providers._anthropic_translate import (
@@ -36,6 +34,7 @@ from lockgate.providers._anthropic_translate import (
     uses_response_tool,
 )
 from lockgate.providers._http import (
+    HTTPAnswer,
     HTTPProvider,
     decode_json,
     drain,
@@ -92,8 +91,6 @@ class AnthropicProvider(HTTPProvider):
         name: str,
         config: ProviderConfig,
         settings: Settings,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.default_max_tokens = int(config.options.get("default_max_tokens", DEFAULT_MAX_TOKENS))
         super().__init__(
@@ -101,17 +98,16 @@ class AnthropicProvider(HTTPProvider):
             config,
             settings,
             headers={"anthropic-version": API_VERSION},
-            transport=transport,
         )
 
     def _auth_headers(self, api_key: str) -> dict[str, str]:
         return {"x-api-key": api_key}
 
-    def _error_from_response(self, response: httpx.Response, model: str) -> ProviderError:
+    def _error_from_response(self, response: HTTPAnswer, model: str) -> ProviderError:
         message, kind = error_details(response.content)
         hint = self._auth_hint()
         return status_error(
-            response.status_code,
+            response.status,
             where=self._where(model),
             provider=self.name,
             message=f"{kind}: {message}" if kind and message else message or kind,

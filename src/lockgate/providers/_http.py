@@ -1,12 +1,17 @@
 """What the HTTP providers share: one pooled client, deadlines, error mapping, SSE.
 
-The OpenAI-compatible and Anthropic providers speak to their servers with plain `httpx`
+The OpenAI-compatible and Anthropic providers speak to their servers with plain `aiohttp`
 rather than the vendors' SDKs. The gateway's hot path then pays for one JSON encode, one
 request and one decode, nothing else; importing an SDK costs hundreds of milliseconds and
 brings its own retry loop, which would fight `lockgate.providers._retry`.
 
+Why aiohttp and not httpx: at 64 concurrent gateway requests, httpx + httpcore + anyio +
+h11 took 46% of the gateway's CPU (httpcore scans its whole pool for every request, and
+parses HTTP in pure Python); aiohttp's C parser and per-host connection deques cost a
+fraction of that (see ``benchmarks/bench_gateway.py`` and the changelog for figures).
+
 Every call has three clocks: ``connect`` and ``read`` (per socket operation, enforced by
-httpx) and ``total`` (wall clock for the whole call, enforced with `asyncio.timeout`). A
+aiohttp) and ``total`` (wall clock for the whole call, enforced with `asyncio.timeout`). A
 stream checks the total deadline around every read rather than across its ``yield``\\s, so
 a deadline never fires inside the consumer's code.
 
@@ -17,7 +22,7 @@ Errors map onto `lockgate.errors` the same way for every provider::
     400 "context too long"    ContextWindowExceeded      (the provider decides)
     408, 409, 5xx             UpstreamError              retryable
     any other 4xx             ProviderError(status)      not retryable
-    httpx timeouts, deadline  Timeout
+    socket timeouts, deadline Timeout
     connection / protocol     UpstreamError
     malformed JSON            UpstreamError
 
@@ -28,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import itertools
 import math
 import re
 import ssl
@@ -39,8 +43,9 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import httpx
+import aiohttp
 import orjson
+from multidict import CIMultiDict
 
 from lockgate.config import ProviderConfig, Settings
 from lockgate.errors import (
@@ -57,10 +62,11 @@ if TYPE_CHECKING:
     from lockgate.accounting import PriceTable
 
 __all__ = [
+    "HTTPAnswer",
     "HTTPProvider",
     "SSEDecoder",
     "SSEEvent",
-    "build_client",
+    "build_session",
     "decode_json",
     "drain",
     "one_line",
@@ -221,47 +227,40 @@ def auth_hint(provider: str, api_key_env: str | None, has_key: bool) -> str:
     )
 
 
-def build_client(
-    config: ProviderConfig,
-    *,
-    base_url: str,
-    headers: Mapping[str, str],
-    transport: httpx.AsyncBaseTransport | None = None,
-    shards: int = 1,
-) -> httpx.AsyncClient:
-    """One pooled client (one of `shards` for a provider instance).
+def build_session(config: ProviderConfig, *, headers: Mapping[str, str]) -> aiohttp.ClientSession:
+    """One pooled session for a provider instance, bound to the running event loop.
 
-    ``config.options`` may set ``max_connections`` (default 200),
-    ``max_keepalive_connections`` (default 100), both split across the shards,
-    ``pool_shards`` (default 8), ``proxy`` (a URL) and ``ca_bundle`` (a
-    PEM file). The client does not read proxy or certificate variables from the
-    environment (``trust_env=False``): lockgate reads the environment only through
-    `Settings`, and a stray ``HTTP_PROXY`` must not reroute calls to a local server.
+    ``config.options`` may set ``max_connections`` (default 200), ``proxy`` (an
+    ``http://`` URL) and ``ca_bundle`` (a PEM file). The session does not read proxy or
+    certificate variables from the environment (``trust_env=False``): lockgate reads the
+    environment only through `Settings`, and a stray ``HTTP_PROXY`` must not reroute
+    calls to a local server.
     """
     timeouts = config.timeouts
     options = config.options
     verify: ssl.SSLContext | bool = True
     if options.get("ca_bundle"):
         verify = ssl.create_default_context(cafile=str(options["ca_bundle"]))
-    return httpx.AsyncClient(
-        base_url=base_url,
+    connector = aiohttp.TCPConnector(
+        limit=max(1, int(options.get("max_connections", 200))),
+        limit_per_host=0,
+        keepalive_timeout=30.0,
+        ssl=verify,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
         headers=dict(headers),
-        # A pool wait is bounded by the total deadline: under load a request should queue
-        # for a connection, not fail after the (short) connect timeout.
-        timeout=httpx.Timeout(
-            connect=timeouts.connect, read=timeouts.read, write=timeouts.read, pool=timeouts.total
+        # `connect` covers the wait for a pooled connection, bounded by the total deadline:
+        # under load a request should queue, not fail after the (short) connect timeout.
+        timeout=aiohttp.ClientTimeout(
+            total=None,
+            connect=timeouts.total,
+            sock_connect=timeouts.connect,
+            sock_read=timeouts.read,
         ),
-        limits=httpx.Limits(
-            max_connections=max(1, int(options.get("max_connections", 200)) // shards),
-            max_keepalive_connections=max(
-                1, int(options.get("max_keepalive_connections", 100)) // shards
-            ),
-            keepalive_expiry=30.0,
-        ),
-        proxy=options.get("proxy"),
-        verify=verify,
         trust_env=False,
-        transport=transport,
+        # Error bodies are read and decoded here; a 4xx must not raise inside aiohttp.
+        raise_for_status=False,
     )
 
 
@@ -305,8 +304,26 @@ async def drain(events: AsyncIterator[SSEEvent], grace: float = _DRAIN_GRACE) ->
         return  # the answer is complete; only the connection is lost
 
 
+@dataclass(frozen=True, slots=True)
+class HTTPAnswer:
+    """A non-2xx answer, read whole: what `HTTPProvider._error_from_response` maps.
+
+    `headers` is case-insensitive, whatever client read the answer.
+    """
+
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    content: bytes
+
+    @classmethod
+    def of(cls, status: int, content: bytes = b"", **headers: str) -> HTTPAnswer:
+        """An answer built by hand (tests and mapping code): ``HTTPAnswer.of(429, b"")``."""
+        return cls(status, "", CIMultiDict(headers), content)
+
+
 class HTTPProvider(ABC):
-    """Base of the HTTP providers: the pooled client, deadlines and transport errors.
+    """Base of the HTTP providers: the pooled session, deadlines and transport errors.
 
     Subclasses set `provider_type`, the vendor's defaults (`default_base_url`, and the
     variables `base_url_env` and `default_key_env`), and implement `_auth_headers` and
@@ -316,6 +333,10 @@ class HTTPProvider(ABC):
     The base URL is the entry's ``base_url``, else the vendor's variable, else the
     vendor's host. The key comes from ``api_key_env``; the vendor's default variable is
     used only by an entry without its own ``base_url`` (see `key_env_for`).
+
+    An aiohttp session belongs to the event loop it was made in, so the session is made
+    on first use in a loop; a provider used from a second loop (a later `asyncio.run`)
+    gets a new session there.
     """
 
     provider_type: ClassVar[str] = "http"
@@ -330,12 +351,14 @@ class HTTPProvider(ABC):
         settings: Settings,
         *,
         headers: Mapping[str, str] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.api_key_env = key_env_for(config, self.default_key_env)
         api_key = settings.environment(self.api_key_env) if self.api_key_env else None
         self._has_key = api_key is not None
-        headers = {**(headers or {}), **(self._auth_headers(api_key) if api_key else {})}
+        self._headers = {
+            **(headers or {}),
+            **(self._auth_headers(api_key) if api_key else {}),
+        }
         base_url = (
             config.base_url or settings.environment(self.base_url_env) or self.default_base_url
         )
@@ -343,23 +366,27 @@ class HTTPProvider(ABC):
         self.config = config
         self.settings = settings
         self.base_url = base_url.rstrip("/")
+        self._proxy: str | None = config.options.get("proxy") or None
         self._total = config.timeouts.total
         self._prices: PriceTable | None = None
-        # httpcore scans every pooled connection for every queued request, so one large
-        # pool costs O(in-flight²) under concurrency (measured: 27% of the gateway's CPU at
-        # 64 clients). Several smaller pools, used round-robin, keep each scan short.
-        shards = max(1, int(config.options.get("pool_shards", 8)))
-        self._clients = [
-            build_client(
-                config, base_url=self.base_url, headers=headers, transport=transport, shards=shards
-            )
-            for _ in range(shards)
-        ]
-        self._next = itertools.cycle(self._clients)
+        self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._session_: aiohttp.ClientSession | None = None
 
-    @property
-    def _client(self) -> httpx.AsyncClient:
-        return next(self._next)
+    def _session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        session = self._session_
+        if session is not None and self._session_loop is loop and not session.closed:
+            return session
+        if session is not None and not session.closed:
+            # Its loop is gone (or another loop owns it): its connections cannot be reused
+            # here. Detaching marks it closed so it is collected without a warning.
+            session.detach()
+        session = build_session(self.config, headers=self._headers)
+        self._session_, self._session_loop = session, loop
+        return session
+
+    def _url(self, path: str) -> str:
+        return self.base_url + path
 
     def _where(self, model: str) -> str:
         return f"provider '{self.name}' ({self.provider_type}), model '{model}'"
@@ -372,7 +399,7 @@ class HTTPProvider(ABC):
         return auth_hint(self.name, self.api_key_env, self._has_key)
 
     @abstractmethod
-    def _error_from_response(self, response: httpx.Response, model: str) -> ProviderError:
+    def _error_from_response(self, response: HTTPAnswer, model: str) -> ProviderError:
         """The typed error for a non-2xx answer (each wire format words errors its way)."""
 
     def _upstream(self, model: str, what: str) -> UpstreamError:
@@ -381,28 +408,48 @@ class HTTPProvider(ABC):
     def _transport_error(self, exc: Exception, model: str) -> ProviderError:
         where = self._where(model)
         detail = one_line(str(exc)) or type(exc).__name__
+        # aiohttp's socket timeouts are TimeoutErrors too: tell them from the deadline.
+        timeouts = self.config.timeouts
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            message = (
+                f"{where}: no connection to {self.base_url} within the connect timeout of "
+                f"{timeouts.connect:g}s"
+            )
+            return Timeout(message, provider=self.name)
+        if isinstance(exc, aiohttp.ServerTimeoutError):
+            message = f"{where}: read timeout: no data from {self.base_url} for {timeouts.read:g}s"
+            return Timeout(message, provider=self.name)
         if isinstance(exc, TimeoutError):
             message = f"{where}: no complete answer within the total deadline of {self._total:g}s"
-            return Timeout(message, provider=self.name)
-        if isinstance(exc, httpx.TimeoutException):
-            message = f"{where}: {type(exc).__name__} talking to {self.base_url}: {detail}"
             return Timeout(message, provider=self.name)
         return UpstreamError(
             f"{where}: failed talking to {self.base_url}: {detail}", provider=self.name
         )
 
+    def _answer_error(
+        self, response: aiohttp.ClientResponse, content: bytes, model: str
+    ) -> ProviderError:
+        answer = HTTPAnswer(response.status, response.reason or "", response.headers, content)
+        return self._error_from_response(answer, model)
+
     async def _post_json(self, path: str, body: dict[str, Any], model: str) -> Any:
         """POST `body` as JSON and return the decoded JSON answer, or raise a mapped error."""
         try:
-            async with asyncio.timeout(self._total):
-                response = await self._client.post(
-                    path, content=orjson.dumps(body), headers=_JSON_HEADERS
-                )
-        except (TimeoutError, httpx.HTTPError) as exc:
+            async with (
+                asyncio.timeout(self._total),
+                self._session().post(
+                    self._url(path),
+                    data=orjson.dumps(body),
+                    headers=_JSON_HEADERS,
+                    proxy=self._proxy,
+                ) as response,
+            ):
+                content = await response.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._transport_error(exc, model) from exc
-        if response.status_code >= 400:
-            raise self._error_from_response(response, model)
-        return decode_json(response.content, self._where(model), provider=self.name)
+        if response.status >= 400:
+            raise self._answer_error(response, content, model)
+        return decode_json(content, self._where(model), provider=self.name)
 
     async def _sse(
         self, path: str, body: dict[str, Any], model: str
@@ -412,46 +459,43 @@ class HTTPProvider(ABC):
         The total deadline is checked around each read, never across a ``yield``.
         """
         deadline = asyncio.get_running_loop().time() + self._total
-        client = self._client
-        request = client.build_request(
-            "POST", path, content=orjson.dumps(body), headers=_SSE_HEADERS
-        )
         try:
             async with asyncio.timeout_at(deadline):
-                response = await client.send(request, stream=True)
-        except (TimeoutError, httpx.HTTPError) as exc:
+                response = await self._session().post(
+                    self._url(path),
+                    data=orjson.dumps(body),
+                    headers=_SSE_HEADERS,
+                    proxy=self._proxy,
+                )
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._transport_error(exc, model) from exc
         try:
-            if response.status_code >= 400:
+            if response.status >= 400:
                 try:
                     async with asyncio.timeout_at(deadline):
-                        await response.aread()
-                except (TimeoutError, httpx.HTTPError) as exc:
+                        content = await response.read()
+                except (TimeoutError, aiohttp.ClientError) as exc:
                     raise self._transport_error(exc, model) from exc
-                raise self._error_from_response(response, model)
+                raise self._answer_error(response, content, model)
             decoder = SSEDecoder()
-            # Bytes, not aiter_lines(): one deadline check per network read instead of per
-            # line, and two fewer generator layers per chunk.
-            reads = response.aiter_bytes()
-            try:
-                while True:
-                    try:
-                        async with asyncio.timeout_at(deadline):
-                            data = await anext(reads, None)
-                    except (TimeoutError, httpx.HTTPError) as exc:
-                        raise self._transport_error(exc, model) from exc
-                    if data is None:
-                        break
-                    for event in decoder.feed_bytes(data):
-                        yield event
-            finally:
-                if isinstance(reads, AsyncGenerator):
-                    await reads.aclose()
+            # Whatever the network delivered, not lines: one deadline check per read.
+            reader = response.content
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        data = await reader.readany()
+                except (TimeoutError, aiohttp.ClientError) as exc:
+                    raise self._transport_error(exc, model) from exc
+                if not data:
+                    break
+                for event in decoder.feed_bytes(data):
+                    yield event
             last = decoder.end()
             if last is not None:
                 yield last
         finally:
-            await response.aclose()
+            # Back to the pool when the body was read to its end, else the connection closes.
+            response.release()
 
     def count_tokens(self, model: str, messages: list[Message]) -> TokenCount:
         """Prompt tokens of `messages` (exact where lockgate has the model's tokenizer)."""
@@ -478,6 +522,11 @@ class HTTPProvider(ABC):
         ]
 
     async def aclose(self) -> None:
-        """Close the pooled connections. The provider cannot be used afterwards."""
-        for client in self._clients:
-            await client.aclose()
+        """Close the pooled connections; a later call opens a new pool."""
+        session, self._session_ = self._session_, None
+        if session is None or session.closed:
+            return
+        if self._session_loop is asyncio.get_running_loop():
+            await session.close()
+        else:
+            session.detach()  # made in another loop, which owns its sockets

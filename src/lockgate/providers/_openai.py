@@ -1,7 +1,7 @@
 """Provider for OpenAI and every server that speaks its chat API (vLLM, Ollama, llama.cpp
 server, LM Studio, proxies).
 
-Plain `httpx`, not the ``openai`` SDK: the gateway calls this on every request, and the SDK
+Plain `aiohttp`, not the ``openai`` SDK: the gateway calls this on every request, and the SDK
 adds import time, its own retries and a second object model to translate from.
 
 Configuration (``lockgate.yaml``)::
@@ -22,15 +22,14 @@ entry without its own ``base_url``, so a self-hosted server never receives the O
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
-
-import httpx
 
 from lockgate.config import ProviderConfig, Settings
 from lockgate.errors import ProviderError, UpstreamError
 from lockgate.providers._http import (
+    HTTPAnswer,
     HTTPProvider,
     decode_json,
     drain,
@@ -117,7 +116,7 @@ def error_details(content: bytes | str) -> tuple[str, str]:
     return str(message), str(code)
 
 
-def rate_limit_wait(headers: httpx.Headers) -> float | None:
+def rate_limit_wait(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait after a 429: ``retry-after-ms``, ``Retry-After``, else the
     ``x-ratelimit-reset-*`` of the exhausted limit (the longer one when unclear)."""
     if "retry-after-ms" in headers:
@@ -179,15 +178,15 @@ class OpenAIProvider(HTTPProvider):
     def _auth_headers(self, api_key: str) -> dict[str, str]:
         return {"authorization": f"Bearer {api_key}"}
 
-    def _error_from_response(self, response: httpx.Response, model: str) -> ProviderError:
+    def _error_from_response(self, response: HTTPAnswer, model: str) -> ProviderError:
         message, code = error_details(response.content)
-        status = response.status_code
+        status = response.status
         hint = self._auth_hint()
         return status_error(
             status,
             where=self._where(model),
             provider=self.name,
-            message=message or response.reason_phrase,
+            message=message or response.reason,
             context_exceeded=status == 400 and is_context_error(message, code),
             retry_after=rate_limit_wait(response.headers) if status == 429 else None,
             auth_hint=hint,

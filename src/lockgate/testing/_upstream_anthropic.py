@@ -16,7 +16,9 @@ from lockgate.testing._upstream_app import (
     Request,
     Responder,
     UpstreamApp,
+    answer_verbatim,
     retry_headers,
+    rule_headers,
 )
 from lockgate.testing._upstream_script import (
     Rule,
@@ -115,10 +117,12 @@ async def messages(app: UpstreamApp, request: Request, out: Responder) -> None:
         return
     rule = app.script.pick(last_user_text(history))
     await app.before_reply(rule)
+    if await answer_verbatim(app, rule, out):
+        return
     if rule.status != 200:
         reason = rule.error_message or f"Scripted upstream error (HTTP {rule.status})."
         error = error_body(rule.status, reason, rule.error_type)
-        await out.json(rule.status, error, retry_headers(rule))
+        await out.json(rule.status, error, [*retry_headers(rule), *rule_headers(rule)])
         return
     stream = body.get("stream") is True
     if rule.drop_after_chunks is not None and not stream:

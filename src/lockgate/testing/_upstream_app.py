@@ -24,7 +24,9 @@ __all__ = [
     "Request",
     "Responder",
     "UpstreamApp",
+    "answer_verbatim",
     "retry_headers",
+    "rule_headers",
 ]
 
 ASGIMessage = MutableMapping[str, Any]
@@ -84,18 +86,25 @@ class Responder:
         )
         await self._send({"type": "http.response.body", "body": data})
 
-    async def start_stream(self) -> None:
-        """Start a server-sent events response (chunked: no content-length)."""
+    async def raw(self, status: int, body: bytes, headers: Headers = ()) -> None:
+        """Send `body` exactly as given; `headers` should name its content type."""
         await self._send(
             {
                 "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"text/event-stream; charset=utf-8"),
-                    (b"cache-control", b"no-cache"),
-                ],
+                "status": status,
+                "headers": [(b"content-length", str(len(body)).encode()), *headers],
             }
         )
+        await self._send({"type": "http.response.body", "body": body})
+
+    async def start_stream(self, status: int = 200, headers: Headers | None = None) -> None:
+        """Start a chunked response (no content-length): server-sent events by default."""
+        if headers is None:
+            headers = [
+                (b"content-type", b"text/event-stream; charset=utf-8"),
+                (b"cache-control", b"no-cache"),
+            ]
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def write(self, data: bytes) -> None:
         """Send one piece of a streamed body."""
@@ -104,6 +113,30 @@ class Responder:
     async def end(self, data: bytes = b"") -> None:
         """Send the last piece of a streamed body."""
         await self._send({"type": "http.response.body", "body": data})
+
+
+def rule_headers(rule: Rule) -> list[tuple[bytes, bytes]]:
+    """The rule's extra response headers, encoded for ASGI."""
+    return [(k.lower().encode(), v.encode()) for k, v in (rule.headers or {}).items()]
+
+
+async def answer_verbatim(app: UpstreamApp, rule: Rule, out: Responder) -> bool:
+    """Send the rule's verbatim `body` if it has one; True when it did. With `hang`, the
+    body goes out chunked and the response is never ended (until the server stops)."""
+    if rule.body is None:
+        return False
+    body = rule.body.encode() if isinstance(rule.body, str) else rule.body
+    headers = rule_headers(rule)
+    if not any(name == b"content-type" for name, _ in headers):
+        headers.append((b"content-type", _JSON))
+    headers += retry_headers(rule)
+    if not rule.hang:
+        await out.raw(rule.status, body, headers)
+        return True
+    await out.start_stream(rule.status, headers)
+    await out.write(body)
+    await app.hang()
+    return True
 
 
 def retry_headers(rule: Rule) -> list[tuple[bytes, bytes]]:
@@ -178,7 +211,7 @@ class UpstreamApp:
     async def before_reply(self, rule: Rule) -> None:
         """The rule's own pacing: its delay, then hanging if it says so."""
         await self.pause(rule.delay)
-        if rule.hang:
+        if rule.hang and rule.body is None:
             await self.hang()
 
     def model(self, body: Mapping[str, Any]) -> str:
@@ -203,6 +236,7 @@ class UpstreamApp:
                 path=path,
                 headers=_headers(scope["headers"]),
                 body=body,
+                client="{}:{}".format(*scope["client"]) if scope.get("client") else None,
             )
         )
         latency = self.options.latency

@@ -18,7 +18,9 @@ from lockgate.testing._upstream_app import (
     Request,
     Responder,
     UpstreamApp,
+    answer_verbatim,
     retry_headers,
+    rule_headers,
 )
 from lockgate.testing._upstream_script import (
     Rule,
@@ -66,7 +68,7 @@ async def _reject(out: Responder, message: str) -> None:
 async def _rule_error(out: Responder, rule: Rule) -> None:
     message = rule.error_message or f"Scripted upstream error (HTTP {rule.status})."
     body = error_body(rule.status, message, rule.error_type, rule.error_code)
-    await out.json(rule.status, body, retry_headers(rule))
+    await out.json(rule.status, body, [*retry_headers(rule), *rule_headers(rule)])
 
 
 async def not_found(app: UpstreamApp, request: Request, out: Responder) -> None:
@@ -87,6 +89,8 @@ async def chat_completions(app: UpstreamApp, request: Request, out: Responder) -
         return
     rule = app.script.pick(last_user_text(messages))
     await app.before_reply(rule)
+    if await answer_verbatim(app, rule, out):
+        return
     if rule.status != 200:
         await _rule_error(out, rule)
         return
@@ -190,6 +194,8 @@ async def embeddings(app: UpstreamApp, request: Request, out: Responder) -> None
         return
     rule = app.script.pick("\n".join(inputs))
     await app.before_reply(rule)
+    if await answer_verbatim(app, rule, out):
+        return
     if rule.status != 200:
         await _rule_error(out, rule)
         return

@@ -47,7 +47,8 @@ class Rule:
         times: how many requests this rule answers before it stops matching; None is
             unlimited.
         delay: seconds to wait before answering (on top of the upstream's latency).
-        hang: accept the request and never answer, until the server stops.
+        hang: accept the request and never answer, until the server stops; with `body`,
+            send the body, then keep the response open without ending it.
         drop_after_chunks: streaming: send this many content chunks, then cut the
             connection (no final chunk, no ``[DONE]``); not streaming: cut the connection
             without any response.
@@ -59,6 +60,11 @@ class Rule:
         finish_reason: OpenAI finish reason; with `tool_calls`, ``"stop"`` is reported as
             ``"tool_calls"`` the way OpenAI does.
         tool_calls: OpenAI-shaped tool calls to answer with (``arguments`` may be a dict).
+        body: sent verbatim as the response body, with `status` and `headers`, instead of
+            a generated answer: for malformed JSON, odd error shapes or a hand-written
+            event stream (give ``content-type: text/event-stream`` in `headers`).
+        headers: extra response headers (e.g. ``x-ratelimit-reset-requests``); with
+            `body`, the whole header set besides ``content-length``.
     """
 
     match: str | None = None
@@ -77,6 +83,8 @@ class Rule:
     usage: tuple[int, int] | None = None
     finish_reason: str = "stop"
     tool_calls: Sequence[Mapping[str, Any]] | None = None
+    body: str | bytes | None = None
+    headers: Mapping[str, str] | None = None
     _pattern: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -141,13 +149,15 @@ class RecordedRequest:
     """One request as the upstream received it; `headers` keys are lower-case.
 
     `body` is the parsed JSON object, or None when there was no body or it was not a
-    JSON object.
+    JSON object. `client` is the peer as ``host:port``: requests that share it came over
+    one (kept-alive) connection.
     """
 
     method: str
     path: str
     headers: dict[str, str]
     body: dict[str, Any] | None
+    client: str | None = None
 
 
 class Script:
