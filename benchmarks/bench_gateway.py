@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import shutil
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -43,6 +45,14 @@ from lockgate.store import Store
 from lockgate.testing import upstream_process
 
 BODY = {"model": "fast", "messages": [{"role": "user", "content": "ping"}]}
+
+
+@dataclass(frozen=True)
+class Storm:
+    samples: int  # event-loop lag samples taken during the storm
+    over_20ms: int  # of which over 20 ms
+    worst_bound_s: float  # the worst sample was at most this
+    probe_worst_ms: float  # worst /healthz latency seen from another process
 
 
 def free_port() -> int:
@@ -87,40 +97,71 @@ async def concurrent(url: str, headers: dict[str, str], total: int, workers: int
         return total / (time.perf_counter() - started)
 
 
-async def disconnect_storm(base: str, headers: dict[str, str]) -> float:
-    """Max /healthz latency (ms) while 30 streaming clients hang up after 2 chunks."""
-    probe_times: list[float] = []
-    stop = asyncio.Event()
+def lag_buckets(base: str) -> dict[float, float]:
+    """Cumulative counts of the gateway's ``lockgate_event_loop_lag_seconds`` buckets."""
+    text = httpx.get(base + "/metrics", timeout=10).text
+    pattern = r'lockgate_event_loop_lag_seconds_bucket\{le="([^"]+)"\} ([\d.e+]+)'
+    return {float(le): float(n) for le, n in re.findall(pattern, text)}
 
-    async def probe() -> None:
-        async with httpx.AsyncClient(timeout=10) as client:
-            while not stop.is_set():
-                started = time.perf_counter()
-                await client.get(base + "/healthz")
-                probe_times.append((time.perf_counter() - started) * 1000)
-                await asyncio.sleep(0.005)
 
-    async def streamer(n: int) -> None:
-        body = {**BODY, "stream": True, "messages": [{"role": "user", "content": f"long {n}"}]}
-        async with (
-            httpx.AsyncClient(timeout=30) as client,
-            client.stream(
+def probe_process(port: int, core: int, seconds: float) -> subprocess.Popen[str]:
+    """A separate process timing ``GET /healthz`` every 5 ms; prints the worst, in ms."""
+    code = (
+        "import http.client, sys, time\n"
+        f"c = http.client.HTTPConnection('127.0.0.1', {port})\n"
+        f"end = time.perf_counter() + {seconds}; worst = 0.0\n"
+        "while time.perf_counter() < end:\n"
+        "    t = time.perf_counter(); c.request('GET', '/healthz'); c.getresponse().read()\n"
+        "    worst = max(worst, time.perf_counter() - t); time.sleep(0.005)\n"
+        "print(worst * 1000)\n"
+    )
+    command = ["taskset", "-c", str(core), sys.executable, "-c", code]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+
+
+async def hang_up_streams(base: str, headers: dict[str, str], clients: int = 30) -> None:
+    """`clients` streaming requests that each hang up after two chunks, all at once."""
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
+        async def streamer(n: int) -> None:
+            body = {**BODY, "stream": True, "messages": [{"role": "user", "content": f"long {n}"}]}
+            async with client.stream(
                 "POST", base + "/v1/chat/completions", json=body, headers=headers
-            ) as response,
-        ):
-            seen = 0
-            async for _ in response.aiter_lines():
-                seen += 1
-                if seen >= 2:
-                    break  # hang up mid-stream
+            ) as response:
+                seen = 0
+                async for _ in response.aiter_lines():
+                    seen += 1
+                    if seen >= 2:
+                        break  # hang up mid-stream
 
-    prober = asyncio.create_task(probe())
-    await asyncio.sleep(0.2)
-    await asyncio.gather(*(streamer(n) for n in range(30)))
-    await asyncio.sleep(0.3)
-    stop.set()
-    await prober
-    return max(probe_times) if probe_times else float("nan")
+        await asyncio.gather(*(streamer(n) for n in range(clients)))
+
+
+def disconnect_storm(base: str, port: int, headers: dict[str, str], core: int) -> Storm:
+    """Event-loop health while 30 streaming clients hang up mid-stream.
+
+    Measured twice: inside the gateway (its event-loop lag histogram, sampled every
+    10 ms: the stall itself), and from outside by a ``/healthz`` prober in its own
+    process. The prober shares a core with the upstream and this script, so its worst
+    figure includes their scheduling, not only the gateway's.
+    """
+    before = lag_buckets(base)
+    prober = probe_process(port, core, seconds=2.0)
+    time.sleep(0.3)
+    asyncio.run(hang_up_streams(base, headers))
+    out, _ = prober.communicate(timeout=30)
+    after = lag_buckets(base)
+    delta = {le: after[le] - before.get(le, 0.0) for le in after}
+    samples = delta[math.inf]
+    over_20ms = samples - delta[0.02]
+    worst_bound = min(le for le, n in delta.items() if n == samples)
+    return Storm(
+        samples=int(samples),
+        over_20ms=int(over_20ms),
+        worst_bound_s=worst_bound,
+        probe_worst_ms=float(out.strip() or "nan"),
+    )
 
 
 def wrk_throughput(url: str, secret: str, connections: int, seconds: int = 5) -> float:
@@ -213,7 +254,7 @@ def main() -> None:
                     )
                 )
                 generator = "httpx (client-bound: install wrk for a real figure)"
-            stall = asyncio.run(disconnect_storm(base, headers))
+            storm = disconnect_storm(base, port, headers, other_cores[0])
             loaded = rss_mb(server.pid)
         finally:
             server.send_signal(signal.SIGTERM)
@@ -238,9 +279,11 @@ def main() -> None:
         f"{verdict(idle < 150)}"
     )
     print(
-        f"max /healthz latency during 30 mid-stream disconnects  {stall:.1f} ms  "
-        f"(target no stall > 20 ms)  {verdict(stall <= 20)}"
+        f"event-loop lag during 30 mid-stream disconnects  {storm.over_20ms} of "
+        f"{storm.samples} samples over 20 ms, worst ≤ {storm.worst_bound_s * 1000:g} ms  "
+        f"(target no stall > 20 ms)  {verdict(storm.over_20ms == 0)}"
     )
+    print(f"  worst /healthz latency seen from another process: {storm.probe_worst_ms:.1f} ms")
 
 
 if __name__ == "__main__":

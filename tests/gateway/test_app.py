@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -134,6 +135,26 @@ def test_openai_sdk_sync_with_cost_and_trace_headers(
     assert rows[trace_id].resolved_model == MODEL
     assert rows[trace_id].input_tokens == 20
     assert len(rows) == 3
+
+
+def test_replicas_share_the_exact_cache_through_redis(
+    sdk: Callable[[str, str], openai.OpenAI], gw_settings: Settings, upstream: ScriptedUpstream
+) -> None:
+    settings = gw_settings.model_copy(update={"redis_url": "redis://127.0.0.1:6379/0"})
+    secret = tenant_key(settings, f"acme-{uuid.uuid4().hex[:8]}")  # keys of its own in Redis
+    question = [{"role": "user", "content": f"refund {uuid.uuid4().hex}"}]
+    upstream.reset()
+    with serving(create_app(settings)) as one, serving(create_app(settings)) as two:
+        first = sdk(one, secret).chat.completions.with_raw_response.create(
+            model="fast", messages=question
+        )
+        second = sdk(two, secret).chat.completions.with_raw_response.create(
+            model="fast", messages=question
+        )
+        assert first.headers["x-lockgate-cache"] == "miss"
+        assert second.headers["x-lockgate-cache"] == "hit"
+        assert second.parse().choices[0].message.content == "billing"
+    assert len(upstream.requests) == 1
 
 
 def test_openai_sdk_async_streaming_with_usage(gw_settings: Settings) -> None:

@@ -12,7 +12,8 @@ import pytest
 import redis.asyncio
 
 from lockgate.config import load_settings
-from lockgate.gateway._cache import ExactCache, RedisExactCache, SemanticCache
+from lockgate.gateway._cache import ExactCache, RedisExactCache
+from lockgate.gateway._semantic import SemanticCache
 from lockgate.providers import ChatResponse, Client, Usage
 
 

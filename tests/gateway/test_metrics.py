@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from decimal import Decimal
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lockgate.gateway._metrics import GatewayMetrics
+from lockgate.gateway._metrics import GatewayMetrics, watch_event_loop
 
 MODEL = "openai/gpt-4o-mini-2024-07-18"
 
@@ -146,3 +148,24 @@ def test_openmetrics_is_served_when_asked_for() -> None:
     assert content_type.startswith("application/openmetrics-text")
     assert body.rstrip().endswith(b"# EOF")
     assert b'lockgate_requests_total{route="fast",status="200"} 1.0' in body
+
+
+async def test_event_loop_lag_is_sampled_and_a_blocked_loop_shows() -> None:
+    metrics = GatewayMetrics()
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_event_loop(metrics, stop))
+    await asyncio.sleep(0.1)
+    time.sleep(0.08)  # block the loop the way a synchronous call on the hot path would
+    await asyncio.sleep(0.05)
+    stop.set()
+    await watcher
+
+    samples = {
+        sample.labels.get("le"): sample.value
+        for family in text_string_to_metric_families(metrics.render()[0].decode())
+        if family.name == "lockgate_event_loop_lag_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_bucket")
+    }
+    assert samples["+Inf"] >= 5  # one sample per 10 ms
+    assert samples["+Inf"] - samples["0.05"] >= 1  # the blocked interval, 70-80 ms late

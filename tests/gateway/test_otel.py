@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -19,8 +20,13 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from lockgate.config import Settings, load_settings
 from lockgate.errors import ConfigError
+from lockgate.gateway import create_app
 from lockgate.gateway._otel import Span, Tracing, request_attributes
+from lockgate.governance._tenants import Limits, TenantStore
 from lockgate.providers._types import Usage
+from lockgate.store import Store
+from lockgate.testing import Rule, ScriptedUpstream
+from tests.gateway._server import serving
 
 OTEL_VARIABLES = (
     "OTEL_SDK_DISABLED",
@@ -376,3 +382,42 @@ def test_the_disabled_span_allocates_nothing_per_request() -> None:
         assert type(span) is Span
         with second as again:
             assert again is span
+
+
+def test_the_gateway_spans_whole_and_streamed_answers(tmp_path: Path) -> None:
+    with ScriptedUpstream([Rule(reply="billing", usage=(9, 1))]) as up:
+        settings = load_settings(
+            home=tmp_path / "home",
+            providers={"up": {"type": "openai", "base_url": up.url + "/v1"}},
+            routes={"fast": {"deployments": ["up/gpt-4o-mini-2024-07-18"]}},
+            gateway={"capture_content": True},
+        )
+        store = Store.open(settings)
+        tenants = TenantStore(store, actor="admin")
+        tenants.create_tenant("acme", Limits())
+        _, secret = tenants.create_key("acme")
+        store.close()
+        app = create_app(settings)
+        tracing, exporter = traced(capture_content=True)
+        app.state.gateway.tracing = tracing
+        headers = {"authorization": f"Bearer {secret}", "x-lockgate-cache": "bypass"}
+        with serving(app) as url:
+            for stream in (False, True):
+                body = {"model": "fast", "messages": MESSAGES, "stream": stream}
+                with httpx.stream(
+                    "POST", url + "/v1/chat/completions", json=body, headers=headers
+                ) as response:
+                    assert response.status_code == 200
+                    response.read()
+    spans = exporter.get_finished_spans()
+    assert [span.name for span in spans] == ["chat fast", "chat fast"]
+    for span in spans:
+        attributes = dict(span.attributes or {})
+        content_keys = {"gen_ai.input.messages", "gen_ai.output.messages"}
+        assert {k for k in attributes if k.startswith("gen_ai.")} == GEN_AI_KEYS | content_keys
+        assert attributes["gen_ai.usage.input_tokens"] == 9
+        assert attributes["lockgate.tenant"] == "acme"
+        output = json.loads(str(attributes["gen_ai.output.messages"]))
+        assert output[0]["parts"] == [{"type": "text", "content": "billing"}]
+        assert "4111" in str(attributes["gen_ai.input.messages"])
+        assert span.status.status_code is StatusCode.UNSET

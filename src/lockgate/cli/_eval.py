@@ -7,6 +7,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -22,13 +23,15 @@ from rich.table import Column, Table
 
 from lockgate.cli._common import JSON_OPTION, err, out, print_json, state
 from lockgate.errors import UserError
-from lockgate.evals import Progress as RunProgress
-from lockgate.evals import RunReport, RunStore, arun_suite, reproduce
-from lockgate.evals._reports import from_json, to_json, write_html, write_json, write_junit
-from lockgate.evals._review import refresh_run
-from lockgate.evals._stats import case_pass_rates, compare
-from lockgate.evals._terminal import render_summary
 from lockgate.providers import CacheMode
+
+if TYPE_CHECKING:
+    from lockgate.evals import Progress as RunProgress
+    from lockgate.evals import RunReport
+
+# The evaluation stack (numpy, scipy, scikit-learn) is imported inside the commands that
+# use it: every `lockgate` command, `lockgate serve` included, would otherwise pay ~40 MB of
+# memory and half a second of start-up for it.
 
 runs_app = typer.Typer(help="Evaluation runs: list, show, compare.", no_args_is_help=True)
 review_app = typer.Typer(
@@ -70,6 +73,8 @@ def eval_command(
 
     Example: lockgate eval support-triage-eval-v4 --html report.html --junit junit.xml
     """
+    from lockgate.evals import RunStore, arun_suite
+
     if no_cache and replay:
         raise UserError("--no-cache and --replay contradict each other; pick one")
     cache: CacheMode | None = "replay" if replay else "off" if no_cache else None
@@ -134,6 +139,8 @@ def reproduce_command(
     The replay uses the recorded suite and target versions, seeds and repeats, and
     answers only from recorded responses (a missing one is an error).
     """
+    from lockgate.evals import reproduce
+
     result = reproduce(run_id, settings=state(ctx).settings)
     if result.identical:
         out.print(
@@ -155,6 +162,8 @@ def runs_list(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Recent runs, newest first."""
+    from lockgate.evals import RunStore
+
     rows = RunStore(state(ctx).registry.store).list(suite=suite, limit=limit)
     if as_json:
         print_json(
@@ -202,6 +211,9 @@ def runs_show(
     html: Path | None = typer.Option(None, "--html", help="Write the HTML report."),
 ) -> None:
     """A stored run's report (the terminal summary, or JSON/JUnit/HTML)."""
+    from lockgate.evals import RunStore
+    from lockgate.evals._reports import from_json, to_json
+
     row = RunStore(state(ctx).registry.store).get(run_id)
     if row.report is None:
         raise UserError(f"run {row.id[:12]} has no report yet (status: {row.status})")
@@ -219,6 +231,9 @@ def runs_compare(
     candidate: str = typer.Argument(..., help="The later run.", show_default=False),
 ) -> None:
     """Paired comparison of two runs on their shared cases (McNemar, bootstrap)."""
+    from lockgate.evals import RunStore
+    from lockgate.evals._stats import case_pass_rates, compare
+
     runs = RunStore(state(ctx).registry.store)
     before, after = runs.get(baseline), runs.get(candidate)
     result = compare(
@@ -259,6 +274,8 @@ def review_list(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Outputs waiting for a human verdict."""
+    from lockgate.evals import RunStore
+
     runs = RunStore(state(ctx).registry.store)
     full_id = runs.get(run_id).id if run_id else None
     items = runs.reviews(run_id=full_id, status=None if show_all else "pending")
@@ -294,6 +311,9 @@ def review_submit(
     comment: str | None = typer.Option(None, "--comment", help="Why."),
 ) -> None:
     """Record a verdict; when the run's last pending item is reviewed its gate is decided."""
+    from lockgate.evals import RunStore
+    from lockgate.evals._review import refresh_run
+
     cli = state(ctx)
     runs = RunStore(cli.registry.store)
     item = runs.submit_review(
@@ -310,6 +330,9 @@ def review_submit(
 def _emit(
     report: RunReport, *, json_file: Path | None, junit: Path | None, html: Path | None
 ) -> None:
+    from lockgate.evals._reports import write_html, write_json, write_junit
+    from lockgate.evals._terminal import render_summary
+
     render_summary(report, out)
     for path, writer, kind in (
         (json_file, write_json, "JSON"),

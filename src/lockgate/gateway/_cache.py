@@ -9,14 +9,12 @@ minus the fields that do not change the answer: ``stream``, ``stream_options`` a
 ``user``. Unset (``null``) top-level fields are dropped and integral floats are written
 as integers, so ``"temperature": 0`` and ``"temperature": 0.0`` share an entry.
 
-**Semantic.** Opt-in per route. An entry is the normalised embedding of the last user
-message plus a hash of everything else (the other messages, with the last user message's
-position, and the answer-changing params). A lookup matches only entries whose context
-hash is identical and whose cosine similarity is at least the threshold. The context must
-match exactly because the embedding sees only the final question: "and in French?"
-after two different conversations, or the same question under two different system
-prompts (persona, output format, policy), needs different answers however similar the
-final words are.
+The semantic cache lives in `lockgate.gateway._semantic` (it needs numpy, which a gateway
+without semantic routes never loads).
+
+**Tiers.** With ``redis_url`` set, `TieredExactCache` keeps a process-local LRU in front of
+`RedisExactCache`, so replicas share answers and a repeated request on one replica costs
+no round trip.
 """
 
 from __future__ import annotations
@@ -25,51 +23,48 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import orjson
 
-from lockgate.providers._client import Client
-from lockgate.providers._types import ChatResponse, Message, Usage
+from lockgate.providers._types import ChatResponse, Usage
 
 __all__ = [
     "ExactCache",
     "RedisExactCache",
-    "SemanticCache",
-    "SemanticKey",
+    "TieredExactCache",
+    "digest",
+    "normalise",
     "normalised_request",
 ]
 
 Clock = Callable[[], float]
-Vector = npt.NDArray[np.float32]
 
 # Request fields that change how an answer is delivered or attributed, not what it says.
 _NOT_KEYED = frozenset({"stream", "stream_options", "user"})
 
 
-def _normalise(value: Any) -> Any:
+def normalise(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
-        return {k: _normalise(v) for k, v in value.items()}
+        return {k: normalise(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_normalise(v) for v in value]
+        return [normalise(v) for v in value]
     return value
 
 
 def normalised_request(body: Mapping[str, Any]) -> dict[str, Any]:
     """`body` without the fields that do not change the answer, in normal form."""
     return {
-        key: _normalise(value)
+        key: normalise(value)
         for key, value in body.items()
         if key not in _NOT_KEYED and value is not None
     }
 
 
-def _digest(value: Any) -> str:
+def digest(value: Any) -> str:
     return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -101,7 +96,7 @@ class ExactCache:
     @staticmethod
     def key(request_body: Mapping[str, Any]) -> str:
         """sha256 (hex) of the normalised request."""
-        return _digest(normalised_request(request_body))
+        return digest(normalised_request(request_body))
 
     def get(self, tenant: str, request_body: Mapping[str, Any]) -> ChatResponse | None:
         """The stored response for this tenant and request, if fresh."""
@@ -116,10 +111,18 @@ class ExactCache:
         self._entries.move_to_end(slot)
         return response
 
-    def put(self, tenant: str, request_body: Mapping[str, Any], response: ChatResponse) -> None:
-        """Store `response`, evicting the least recently used entries beyond the limit."""
+    def put(
+        self,
+        tenant: str,
+        request_body: Mapping[str, Any],
+        response: ChatResponse,
+        *,
+        ttl_s: float | None = None,
+    ) -> None:
+        """Store `response` for `ttl_s` (default: the cache's), evicting the least recently
+        used entries beyond the limit."""
         slot = (tenant, self.key(request_body))
-        self._entries[slot] = (self._clock() + self.ttl_s, response)
+        self._entries[slot] = (self._clock() + (self.ttl_s if ttl_s is None else ttl_s), response)
         self._entries.move_to_end(slot)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
@@ -161,15 +164,26 @@ class RedisExactCache:
 
     def redis_key(self, tenant: str, request_body: Mapping[str, Any]) -> str:
         # Hashing the tenant too keeps any tenant name (colons included) out of the syntax.
-        return self.prefix + _digest([tenant, ExactCache.key(request_body)])
+        return self.prefix + digest([tenant, ExactCache.key(request_body)])
 
     async def get(self, tenant: str, request_body: Mapping[str, Any]) -> ChatResponse | None:
-        raw = await self._redis.get(self.redis_key(tenant, request_body))
-        if raw is None:
+        found = await self.get_with_ttl(tenant, request_body)
+        return found[0] if found is not None else None
+
+    async def get_with_ttl(
+        self, tenant: str, request_body: Mapping[str, Any]
+    ) -> tuple[ChatResponse, float] | None:
+        """The stored response and the seconds it has left, in one round trip."""
+        key = self.redis_key(tenant, request_body)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(key)
+            pipe.pttl(key)
+            raw, left_ms = await pipe.execute()
+        if raw is None or left_ms <= 0:
             return None
         data = orjson.loads(raw)
         data["usage"] = Usage(**data["usage"])
-        return ChatResponse(**data)
+        return ChatResponse(**data), left_ms / 1000
 
     async def put(
         self, tenant: str, request_body: Mapping[str, Any], response: ChatResponse
@@ -184,189 +198,40 @@ class RedisExactCache:
         await self._redis.aclose()
 
 
-# -- semantic ------------------------------------------------------------------------------
+class TieredExactCache:
+    """The gateway's exact cache: a local `ExactCache`, backed by Redis when configured.
 
-
-@dataclass(frozen=True)
-class SemanticKey:
-    """What a semantic entry is filed under: the last user message's unit embedding and
-    the hash of everything else. Compute it once per request (`SemanticCache.key`) and
-    pass it to both `get` and `put` to embed only once."""
-
-    vector: Vector
-    context: str
-
-    @property
-    def context_tag(self) -> int:
-        """The first 8 bytes of the context hash, for vectorised pre-filtering."""
-        return int(self.context[:16], 16) - (1 << 63)
-
-
-class _Scope:
-    """The entries of one (tenant, route): a ring buffer of rows, oldest overwritten."""
-
-    def __init__(self, dims: int, capacity: int) -> None:
-        self.capacity = capacity
-        size = min(capacity, 64)
-        self.vectors = np.zeros((size, dims), dtype=np.float32)
-        self.tags = np.zeros(size, dtype=np.int64)
-        self.expires = np.full(size, -np.inf)
-        self.contexts: list[str] = [""] * size
-        self.responses: list[ChatResponse | None] = [None] * size
-        self.count = 0  # rows ever written
-        self.dims = dims
-
-    def add(self, key: SemanticKey, response: ChatResponse, expires: float) -> None:
-        if self.count < self.capacity and self.count == len(self.tags):
-            self._grow(min(self.capacity, 2 * len(self.tags)))
-        row = self.count % self.capacity
-        self.vectors[row] = key.vector
-        self.tags[row] = key.context_tag
-        self.expires[row] = expires
-        self.contexts[row] = key.context
-        self.responses[row] = response
-        self.count += 1
-
-    def best(self, key: SemanticKey, now: float) -> tuple[int, float] | None:
-        rows = np.flatnonzero((self.tags == key.context_tag) & (self.expires > now))
-        if rows.size == 0:
-            return None
-        scores = self.vectors[rows] @ key.vector
-        best = int(np.argmax(scores))
-        return int(rows[best]), float(scores[best])
-
-    def _grow(self, size: int) -> None:
-        extra = size - len(self.tags)
-        self.vectors = np.vstack([self.vectors, np.zeros((extra, self.dims), dtype=np.float32)])
-        self.tags = np.concatenate([self.tags, np.zeros(extra, dtype=np.int64)])
-        self.expires = np.concatenate([self.expires, np.full(extra, -np.inf)])
-        self.contexts.extend([""] * extra)
-        self.responses.extend([None] * extra)
-
-
-class SemanticCache:
-    """Answers for requests whose last user message *means* the same as a stored one.
-
-    Scoped per (tenant, route); see the module docs for why the rest of the conversation
-    must match exactly. Each scope keeps at most `max_entries_per_scope` entries, the
-    oldest overwritten first; lookups are one matrix-vector product over the scope.
-
-    Example:
-        >>> cache = SemanticCache(client, ttl_s=3600)
-        >>> key = await cache.key(messages)
-        >>> hit = await cache.get("acme", "support", messages, 0.95, key=key)
-        >>> if hit is None:
-        ...     await cache.put("acme", "support", messages, response, key=key)
+    A lookup tries the local LRU, then Redis (a hit there is copied locally for the time it
+    has left, so no entry outlives its TTL); a store writes both. Without Redis it is the
+    local cache behind the same coroutine interface.
 
     Args:
-        client: computes the embeddings.
-        embedding_model: ``PROVIDER/MODEL`` of the embedding model.
-        ttl_s: seconds an entry is served after it was stored.
-        max_entries_per_scope: entries kept per (tenant, route).
-        clock: monotonic seconds (tests inject one).
+        local: the process-local LRU.
+        shared: the Redis tier, or None.
     """
 
-    def __init__(
-        self,
-        client: Client,
-        *,
-        embedding_model: str = "local/all-minilm-l6-v2",
-        ttl_s: float,
-        max_entries_per_scope: int = 10_000,
-        clock: Clock = time.monotonic,
-    ) -> None:
-        if ttl_s <= 0 or max_entries_per_scope < 1:
-            raise ValueError("ttl_s must be > 0 and max_entries_per_scope >= 1")
-        self.client = client
-        self.embedding_model = embedding_model
-        self.ttl_s = ttl_s
-        self.max_entries_per_scope = max_entries_per_scope
-        self._clock = clock
-        self._scopes: dict[tuple[str, str], _Scope] = {}
+    def __init__(self, local: ExactCache, shared: RedisExactCache | None = None) -> None:
+        self.local = local
+        self.shared = shared
 
-    async def key(
-        self, messages: list[Message], params: Mapping[str, Any] | None = None
-    ) -> SemanticKey | None:
-        """The entry key for `messages` (and the answer-changing `params`), or None when
-        there is no user text to compare (such requests are not semantically cacheable)."""
-        index = _last_user_index(messages)
-        if index is None:
-            return None
-        text = _text(messages[index].get("content")).strip()
-        if not text:
-            return None
-        others = [m if i != index else {"role": "user"} for i, m in enumerate(messages)]
-        extra = normalised_request({**(params or {}), "model": None, "messages": None})
-        context = _digest({"messages": _normalise(others), "params": extra})
-        embedded = await self.client.embed(self.embedding_model, [text])
-        vector = np.asarray(embedded.vectors[0], dtype=np.float32)
-        norm = float(np.linalg.norm(vector))
-        if norm == 0.0:
-            return None
-        return SemanticKey(vector / norm, context)
-
-    async def get(
-        self,
-        tenant: str,
-        route: str,
-        messages: list[Message],
-        threshold: float,
-        *,
-        params: Mapping[str, Any] | None = None,
-        key: SemanticKey | None = None,
-    ) -> tuple[ChatResponse, float] | None:
-        """The closest fresh entry with the same context and cosine ≥ `threshold`, and
-        its similarity; None otherwise."""
-        scope = self._scopes.get((tenant, route))
-        if scope is None:
-            return None
-        key = key or await self.key(messages, params)
-        if key is None or key.vector.shape[0] != scope.dims:
-            return None
-        found = scope.best(key, self._clock())
+    async def get(self, tenant: str, request_body: Mapping[str, Any]) -> ChatResponse | None:
+        response = self.local.get(tenant, request_body)
+        if response is not None or self.shared is None:
+            return response
+        found = await self.shared.get_with_ttl(tenant, request_body)
         if found is None:
             return None
-        row, similarity = found
-        response = scope.responses[row]
-        if similarity < threshold or response is None or scope.contexts[row] != key.context:
-            return None
-        return response, similarity
+        response, left_s = found
+        self.local.put(tenant, request_body, response, ttl_s=left_s)
+        return response
 
     async def put(
-        self,
-        tenant: str,
-        route: str,
-        messages: list[Message],
-        response: ChatResponse,
-        *,
-        params: Mapping[str, Any] | None = None,
-        key: SemanticKey | None = None,
+        self, tenant: str, request_body: Mapping[str, Any], response: ChatResponse
     ) -> None:
-        """Store `response` for `messages` (a no-op when they have no user text)."""
-        key = key or await self.key(messages, params)
-        if key is None:
-            return
-        scope = self._scopes.get((tenant, route))
-        if scope is None or scope.dims != key.vector.shape[0]:
-            scope = _Scope(int(key.vector.shape[0]), self.max_entries_per_scope)
-            self._scopes[(tenant, route)] = scope
-        scope.add(key, response, self._clock() + self.ttl_s)
+        self.local.put(tenant, request_body, response)
+        if self.shared is not None:
+            await self.shared.put(tenant, request_body, response)
 
-
-def _last_user_index(messages: list[Message]) -> int | None:
-    for index in range(len(messages) - 1, -1, -1):
-        if messages[index].get("role") == "user":
-            return index
-    return None
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            part["text"]
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        )
-    return ""
+    async def aclose(self) -> None:
+        if self.shared is not None:
+            await self.shared.aclose()

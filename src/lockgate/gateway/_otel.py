@@ -265,7 +265,11 @@ class Tracing:
         )
 
     def span(
-        self, name: str, attributes: Mapping[str, AttributeValue] | None = None
+        self,
+        name: str,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        *,
+        current: bool = True,
     ) -> AbstractContextManager[Span]:
         """A client span around one request; ended (and marked failed on an exception)
         when the block exits.
@@ -273,26 +277,44 @@ class Tracing:
         Args:
             name: by the conventions, ``"{operation} {request model}"`` (``chat fast``).
             attributes: the starting attributes, see `request_attributes`.
+            current: make it the current span while the block runs. A span held open
+                across the ``yield``\\s of a streamed answer must not be: a generator
+                closed from another task would detach a context it never attached.
         """
         if self._tracer is None:
             return _NO_SPAN_CONTEXT
-        return self._recording_span(self._tracer, name, attributes)
+        return self._recording_span(self._tracer, name, attributes, current)
 
     @contextmanager
     def _recording_span(
-        self, tracer: Tracer, name: str, attributes: Mapping[str, AttributeValue] | None
+        self,
+        tracer: Tracer,
+        name: str,
+        attributes: Mapping[str, AttributeValue] | None,
+        current: bool,
     ) -> Iterator[Span]:
         from opentelemetry.trace import SpanKind
 
-        with tracer.start_as_current_span(
-            name, kind=SpanKind.CLIENT, attributes=attributes
-        ) as otel_span:
-            span = _RecordingSpan(otel_span, self.capture_content)
-            try:
-                yield span
-            except BaseException as exc:
-                span.record_error(exc)
-                raise
+        if current:
+            with tracer.start_as_current_span(
+                name, kind=SpanKind.CLIENT, attributes=attributes
+            ) as otel_span:
+                span = _RecordingSpan(otel_span, self.capture_content)
+                try:
+                    yield span
+                except BaseException as exc:
+                    span.record_error(exc)
+                    raise
+            return
+        otel_span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        span = _RecordingSpan(otel_span, self.capture_content)
+        try:
+            yield span
+        except BaseException as exc:
+            span.record_error(exc)
+            raise
+        finally:
+            otel_span.end()
 
     def shutdown(self) -> None:
         """Export what is still buffered and stop; safe to call twice, and when disabled."""

@@ -6,7 +6,6 @@ from functools import cached_property
 from typing import Any
 
 import jinja2
-import jsonschema
 from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -65,6 +64,8 @@ class PromptSpec(StrictModel):
     @classmethod
     def _is_json_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None:
+            import jsonschema  # 10 MB of RSS, only for prompts with a response format
+
             validator = jsonschema.validators.validator_for(value)
             try:
                 validator.check_schema(value)
