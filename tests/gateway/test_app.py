@@ -189,6 +189,22 @@ def test_openai_sdk_async_streaming_with_usage(gw_settings: Settings) -> None:
     assert rows[0].ttft_ms is not None
 
 
+def test_unknown_paths_and_methods_are_answered_in_openai_shape(gw_settings: Settings) -> None:
+    with serving(create_app(gw_settings)) as url:
+        missing = httpx.post(url + "/v1/completions", json={})
+        wrong = httpx.get(url + "/v1/chat/completions")
+        head = httpx.head(url + "/healthz")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    assert "/v1/chat/completions" in missing.json()["error"]["message"]
+    assert wrong.status_code == 405
+    assert wrong.headers["allow"] == "POST"
+    assert wrong.json()["error"]["message"] == (
+        "GET is not allowed on /v1/chat/completions; use POST"
+    )
+    assert head.status_code == 200
+
+
 def test_errors_have_openai_shapes(
     sdk: Callable[[str, str], openai.OpenAI], gw_settings: Settings
 ) -> None:

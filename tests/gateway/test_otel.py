@@ -399,7 +399,7 @@ def test_the_gateway_spans_whole_and_streamed_answers(tmp_path: Path) -> None:
         store.close()
         app = create_app(settings)
         tracing, exporter = traced(capture_content=True)
-        app.state.gateway.tracing = tracing
+        app.gateway.tracing = tracing
         headers = {"authorization": f"Bearer {secret}", "x-lockgate-cache": "bypass"}
         with serving(app) as url:
             for stream in (False, True):

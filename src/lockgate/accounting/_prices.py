@@ -19,10 +19,11 @@ if that matters for a model you use.
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -40,6 +41,7 @@ _LOCAL = "local"
 # lockgate provider types whose models genai-prices lists under a provider of its own.
 _PROVIDER_IDS: Mapping[str, str] = {"openai": "openai", "anthropic": "anthropic"}
 _CACHE_SIZE = 4096
+_CURRENT_TTL_S = 60.0
 _ZERO = Decimal(0)
 
 
@@ -88,6 +90,9 @@ class PriceTable:
         # Bounded: model names come from requests, so an unbounded cache could grow
         # without limit. lru_cache is thread-safe.
         self._find = functools.lru_cache(maxsize=_CACHE_SIZE)(_find_model)
+        # Current prices, memoised for a minute (prices change on dates, not per call;
+        # the gateway looks one up twice per request). Bounded like `_find`.
+        self._current: dict[tuple[str, str, str | None, str | None], tuple[float, Any]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PriceTable:
@@ -116,6 +121,28 @@ class PriceTable:
                 service. An unrecognised URL (a self-hosted server) adds nothing.
             at: the moment whose prices apply; now when None.
         """
+        if at is None:
+            memo_key = (provider_type, model, instance, base_url)
+            now = time.monotonic()
+            memo = self._current.get(memo_key)
+            if memo is not None and memo[0] > now:
+                found: ModelPrice | None = memo[1]
+                return found
+            found = self._lookup(provider_type, model, instance, base_url, None)
+            if len(self._current) >= _CACHE_SIZE:
+                self._current.clear()
+            self._current[memo_key] = (now + _CURRENT_TTL_S, found)
+            return found
+        return self._lookup(provider_type, model, instance, base_url, at)
+
+    def _lookup(
+        self,
+        provider_type: str,
+        model: str,
+        instance: str | None,
+        base_url: str | None,
+        at: datetime | None,
+    ) -> ModelPrice | None:
         key, override = self._override(provider_type, instance, model)
         base = self._base(provider_type, model, base_url, at)
         if override is None:

@@ -1,4 +1,4 @@
-"""The gateway application: `create_app(settings)` builds one ASGI app, no module state.
+"""The gateway: endpoints, the per-request flow, headers and traces (`Gateway`).
 
 Per request, on the hot path: key lookup in memory, body parse (orjson), target
 resolution (routes and prompts cached in memory), context trimming, a limit reservation

@@ -104,6 +104,7 @@ class Client:
         self._configs = {name: ProviderConfig() for name in BUILTIN_PROVIDERS}
         self._configs.update(settings.providers)
         self._resolved: dict[str, ResolvedModel] = {}
+        self._policies: dict[str, RetryPolicy] = {}
         self._max_retries = max_retries  # overrides every provider's max_retries
         self._owns_store = False
         mode: CacheMode = cache_mode or ("use" if settings.cache.enabled else "off")
@@ -167,12 +168,15 @@ class Client:
         return self._providers[name]
 
     def retry_policy(self, provider: str) -> RetryPolicy:
-        config = self._configs[provider]
-        return RetryPolicy(
-            max_retries=config.max_retries if self._max_retries is None else self._max_retries,
-            base_delay=config.retry_base_delay,
-            max_delay=config.retry_max_delay,
-        )
+        policy = self._policies.get(provider)
+        if policy is None:
+            config = self._configs[provider]
+            policy = self._policies[provider] = RetryPolicy(
+                max_retries=config.max_retries if self._max_retries is None else self._max_retries,
+                base_delay=config.retry_base_delay,
+                max_delay=config.retry_max_delay,
+            )
+        return policy
 
     # -- calls ----------------------------------------------------------------------
 
