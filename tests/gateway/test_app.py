@@ -16,7 +16,7 @@ import openai
 import pytest
 import sqlalchemy as sa
 
-from lockgate.config import Settings, load_settings
+from lockgate.config import PriceOverride, Settings, load_settings
 from lockgate.gateway import create_app
 from lockgate.governance._tenants import Limits, TenantStore
 from lockgate.registry import Registry
@@ -272,6 +272,74 @@ def test_prompt_targets_render_with_variables(
     row = next(r for r in trace_rows(gw_settings) if r.status == 200)
     assert row.prompt_ref == "support-triage@4"
     assert row.resolved_model == MODEL
+
+
+def test_prompt_retrieval_applies_min_score_top_k_and_the_window(
+    sdk: Callable[[str, str], openai.OpenAI],
+    gw_settings: Settings,
+    tmp_path: Path,
+    upstream: ScriptedUpstream,
+) -> None:
+    settings = gw_settings.model_copy(
+        update={"prices": {"up/gpt-4o-mini-2024-07-18": PriceOverride(context_window=700)}}
+    )
+    secret = tenant_key(settings)
+    registry = Registry.open(settings, actor="t")
+    text = DESIGN_PROMPT.replace("top_k: 5", "top_k: 3\n  min_score: 0.5")
+    registry.push([write(tmp_path, "p.yaml", text + "template: 'Classify: {{ ticket }}'\n")])
+    registry.set_label("support-triage@4", "production")
+    registry.close()
+    long = " ".join(["refund policy"] * 120)  # ~240 tokens: two of these overflow the room
+    documents = [
+        {"id": "kb-low", "text": "below the bar", "score": 0.2},
+        {"id": "kb-best", "text": "Refunds take five days.", "score": 0.9},
+        {"id": "kb-long-1", "text": long, "score": 0.8},
+        {"id": "kb-long-2", "text": long + " again", "score": 0.7},
+        {"id": "kb-fourth", "text": "Fourth best, past top_k.", "score": 0.6},
+        "Unscored notes rank last.",
+    ]
+    upstream.reset()
+    with serving(create_app(settings)) as url:
+        client = sdk(url, secret)
+        client.chat.completions.create(
+            model="prompt:support-triage@production",
+            messages=[],
+            max_tokens=200,
+            extra_body={"variables": {"ticket": "charged twice"}, "documents": documents},
+            extra_headers={"x-lockgate-cache": "bypass"},
+        )
+        with pytest.raises(openai.BadRequestError, match=r"documents\[0\]\.text must be"):
+            client.chat.completions.create(
+                model="prompt:support-triage@production",
+                messages=[],
+                extra_body={"variables": {"ticket": "x"}, "documents": [{"score": 1}]},
+            )
+        with pytest.raises(openai.BadRequestError, match="model 'fast' has none"):
+            client.chat.completions.create(
+                model="fast",
+                messages=[{"role": "user", "content": "hi"}],
+                extra_body={"documents": ["a"]},
+            )
+    sent = upstream.requests[0].body
+    assert sent is not None
+    roles = [m["role"] for m in sent["messages"]]
+    assert roles == ["system", "system", "user"]
+    sources = sent["messages"][1]["content"]
+    assert sources.startswith("Sources retrieved from 'kb-support-2024q4'")
+    assert "[1] (kb-best) Refunds take five days." in sources
+    assert "[2] (kb-long-1)" in sources
+    assert "kb-long-2" not in sources and "kb-low" not in sources and "Fourth" not in sources
+    row = next(r for r in trace_rows(settings) if r.status == 200)
+    assert json.loads(row.details)["retrieval"] == {
+        "index": "kb-support-2024q4",
+        "top_k": 3,
+        "offered": 6,
+        "used": 2,
+        "below_min_score": 1,
+        "beyond_top_k": 2,
+        "over_budget": 1,
+        "ids": ["kb-best", "kb-long-1"],
+    }
 
 
 def test_revoked_key_is_refused_on_the_next_poll(

@@ -33,7 +33,7 @@ from lockgate.errors import (
     LockgateError,
 )
 from lockgate.gateway._cache import ExactCache, RedisExactCache, TieredExactCache
-from lockgate.gateway._context import fit_messages
+from lockgate.gateway._context import fit_chunks, fit_messages
 from lockgate.gateway._limits import LimitScope, MemoryLimiter, RedisLimiter
 from lockgate.gateway._metrics import GatewayMetrics, watch_event_loop
 from lockgate.gateway._openai_io import (
@@ -52,6 +52,7 @@ from lockgate.gateway._openai_io import (
 from lockgate.gateway._otel import Tracing, request_attributes
 from lockgate.gateway._resolve import Target, TargetResolver
 from lockgate.gateway._routing import RoutedStream, Router
+from lockgate.gateway._sources import sources_message
 from lockgate.gateway._traces import TraceRecord, TraceWriter
 from lockgate.governance._tenants import KeyCache, TenantStore
 from lockgate.providers import ChatResponse, ChatResult, Client, Usage
@@ -64,6 +65,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("lockgate.gateway")
 
 _JSON = "application/json"
+# The sources message's heading and each chunk's separator and number, with margin.
+_SOURCES_HEADER_TOKENS = 32
 
 
 def _return_freed_heap() -> None:
@@ -272,6 +275,7 @@ class Gateway:
         messages, params = target.messages, target.params
         deployment = target.plan.deployments[0] if target.plan.deployments else target.model
         window = self.client.context_window(deployment) or 0
+        room: int | None = None  # input tokens left once the conversation fits
         if window:
             budget_route = self.settings.routes.get(target.plan.route or "")
             try:
@@ -294,7 +298,59 @@ class Gateway:
                 }
             messages = fitted.messages
             call.input_tokens = fitted.tokens_after
+            room = fitted.budget - fitted.tokens_after
+        if target.retrieval is not None:
+            messages = self._add_sources(call, target, messages, deployment, room)
         return messages, params
+
+    def _add_sources(
+        self,
+        call: _Call,
+        target: Target,
+        messages: list[dict[str, Any]],
+        deployment: str,
+        room: int | None,
+    ) -> list[dict[str, Any]]:
+        """The prompt's retrieved sources laid into `messages`, within `room` tokens."""
+        retrieval, selection = target.retrieval, target.sources
+        assert retrieval is not None
+        details: dict[str, Any] = {"index": retrieval.index, "top_k": retrieval.top_k}
+        call.details["retrieval"] = details
+        if selection is None:
+            details["offered"] = 0
+            details["note"] = "no documents in the request; lockgate has no index to search"
+            return messages
+        kept = selection.kept
+        if room is not None:
+            # fit_chunks keeps the best-ranked chunks that fit; rank stands in for score.
+            ranked = [(d.text, -float(rank)) for rank, d in enumerate(kept)]
+            count = self.client.count_tokens
+            fits = fit_chunks(
+                ranked,
+                count_text=lambda text: (
+                    count(deployment, [{"role": "system", "content": text}]).tokens
+                ),
+                budget=max(0, room - _SOURCES_HEADER_TOKENS),
+            )
+            chosen = {text for text, _ in fits}
+            kept = [d for d in kept if d.text in chosen]
+        details.update(
+            offered=selection.offered,
+            used=len(kept),
+            below_min_score=selection.below_min_score,
+            beyond_top_k=selection.beyond_top_k,
+            over_budget=len(selection.kept) - len(kept),
+            ids=[d.id for d in kept if d.id is not None],
+        )
+        if not kept:
+            return messages
+        head = 0
+        while head < len(messages) and messages[head].get("role") == "system":
+            head += 1
+        with_sources = [*messages[:head], sources_message(retrieval.index, kept), *messages[head:]]
+        if call.input_tokens is not None:
+            call.input_tokens = self.client.count_tokens(deployment, with_sources).tokens
+        return with_sources
 
     async def _complete(self, request: Request, call: _Call, parsed: ChatCall) -> Response:
         messages, params = await self._prepare(call, parsed)

@@ -39,7 +39,16 @@ _PARAMS = (
     "tool_choice",
     "user",
 )
-_GATEWAY_ONLY = {"model", "messages", "stream", "stream_options", "metadata", "variables", "n"}
+_GATEWAY_ONLY = {
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "metadata",
+    "variables",
+    "documents",
+    "n",
+}
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 
 
@@ -93,6 +102,9 @@ class ChatCall:
     include_usage: bool = False
     variables: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    # Retrieved sources sent with the request (`lockgate.gateway._sources`); raw until
+    # the target is known, since only prompts with a retrieval section read them.
+    documents: Any = None
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
@@ -149,6 +161,7 @@ def parse_chat(body: bytes) -> ChatCall:
         include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
         variables=variables,
         raw=data,
+        documents=data.get("documents"),
     )
 
 

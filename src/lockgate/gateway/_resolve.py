@@ -2,7 +2,8 @@
 
 ``prompt:support-triage@production`` renders that prompt version with the request's
 variables (``variables`` or ``metadata``) and applies its model, temperature, token limit,
-stop sequences and response format; the request's own messages, if any, follow the
+stop sequences, response format and retrieval settings (to the ``documents`` the request
+carries, see `lockgate.gateway._sources`); the request's own messages, if any, follow the
 prompt's system text. Prompt versions are cached in memory for a few seconds, so a label
 move reaches every replica within that time without a database read per request.
 """
@@ -16,7 +17,9 @@ from typing import Any
 from lockgate.config import Settings
 from lockgate.errors import BadReference, ConfigError, KindMismatch, NotFound, TemplateError
 from lockgate.gateway._openai_io import ChatCall, GatewayError
+from lockgate.gateway._sources import Selection, parse_documents, select
 from lockgate.registry import Prompt, Registry
+from lockgate.registry._prompt import Retrieval
 from lockgate.store import Store
 
 PROMPT_PREFIX = "prompt:"
@@ -33,6 +36,8 @@ class Target:
     params: dict[str, Any]
     plan: Any
     prompt_ref: str | None = None
+    retrieval: Retrieval | None = None  # the prompt's retrieval section
+    sources: Selection | None = None  # what it kept of the request's documents
 
 
 class TargetResolver:
@@ -44,17 +49,29 @@ class TargetResolver:
 
     def resolve(self, call: ChatCall) -> Target:
         messages, params, model, prompt_ref = call.messages, dict(call.params), call.model, None
+        retrieval, sources = None, None
         if call.model.startswith(PROMPT_PREFIX):
             prompt = self._prompt(call.model[len(PROMPT_PREFIX) :])
             prompt_ref = f"{prompt.name}@{prompt.version}"
             messages = self._render(prompt, call)
             params.update(_prompt_params(prompt))
             model = prompt.spec.model
+            retrieval = prompt.spec.retrieval
+        if call.documents is not None:
+            if retrieval is None:
+                what = f"prompt {prompt_ref}" if prompt_ref else f"model '{call.model}'"
+                raise GatewayError(
+                    400,
+                    f"'documents' are read only by a prompt with a retrieval section, and "
+                    f"{what} has none; drop 'documents' or target such a prompt",
+                    param="documents",
+                )
+            sources = select(parse_documents(call.documents), retrieval)
         try:
             plan = self.router.plan(model, messages, params)
         except (NotFound, BadReference, ConfigError) as exc:
             raise GatewayError(404, str(exc), param="model", code="model_not_found") from None
-        return Target(call.model, model, messages, params, plan, prompt_ref)
+        return Target(call.model, model, messages, params, plan, prompt_ref, retrieval, sources)
 
     def _prompt(self, ref: str) -> Prompt:
         cached = self._prompts.get(ref)

@@ -1,0 +1,115 @@
+"""Retrieved sources for prompts with a ``retrieval`` section.
+
+lockgate has no vector index of its own yet, so the caller runs the search and sends its
+hits with the request, next to the prompt's variables::
+
+    {"model": "prompt:support-triage@production",
+     "variables": {"input": "I was charged twice"},
+     "documents": [{"id": "kb-12", "text": "Refunds take 5 days.", "score": 0.83},
+                   "a document may also be plain text"]}
+
+The prompt's ``retrieval`` settings decide what is used: documents scored under
+``min_score`` are dropped, the best ``top_k`` by score are kept (unscored documents rank
+after scored ones, in the order sent), and those that do not fit the room the
+conversation leaves in the context window are dropped lowest-ranked first. The kept
+documents go into one system message after the prompt's system text, numbered so the
+model can cite them. The trace records how many were offered, used and dropped, and why.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from lockgate.gateway._openai_io import GatewayError
+from lockgate.registry._prompt import Retrieval
+
+__all__ = ["Document", "Selection", "parse_documents", "select", "sources_message"]
+
+MAX_DOCUMENTS = 1000
+
+
+@dataclass(frozen=True)
+class Document:
+    """One retrieved chunk as the caller sent it."""
+
+    text: str
+    score: float | None = None
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The documents a prompt's retrieval settings kept, best first, and the counts of
+    those it left out."""
+
+    kept: list[Document]
+    offered: int
+    below_min_score: int
+    beyond_top_k: int
+
+
+def parse_documents(value: Any) -> list[Document]:
+    """``documents`` from a request body; every problem names ``documents[i].field``."""
+    if not isinstance(value, list):
+        raise GatewayError(400, "'documents' must be a list", param="documents")
+    if len(value) > MAX_DOCUMENTS:
+        raise GatewayError(
+            400, f"'documents' holds {len(value)} items; at most {MAX_DOCUMENTS}", param="documents"
+        )
+    documents = []
+    for index, item in enumerate(value):
+        where = f"documents[{index}]"
+        if isinstance(item, str):
+            documents.append(Document(item))
+            continue
+        if not isinstance(item, dict):
+            raise GatewayError(
+                400, f"{where} must be a string or an object with 'text'", param=where
+            )
+        text, score, doc_id = item.get("text"), item.get("score"), item.get("id")
+        if not isinstance(text, str) or not text.strip():
+            raise GatewayError(400, f"{where}.text must be a non-empty string", param=where)
+        if score is not None and (
+            isinstance(score, bool)
+            or not isinstance(score, int | float)
+            or not math.isfinite(score)
+        ):
+            raise GatewayError(400, f"{where}.score must be a finite number", param=where)
+        if doc_id is not None and not isinstance(doc_id, str | int):
+            raise GatewayError(400, f"{where}.id must be a string or an integer", param=where)
+        documents.append(
+            Document(
+                text,
+                None if score is None else float(score),
+                None if doc_id is None else str(doc_id),
+            )
+        )
+    return documents
+
+
+def select(documents: list[Document], retrieval: Retrieval) -> Selection:
+    """Apply ``min_score`` then ``top_k``; the result is ranked best first."""
+    eligible = [
+        d
+        for d in documents
+        if retrieval.min_score is None or d.score is None or d.score >= retrieval.min_score
+    ]
+    # Stable sort: unscored documents after scored ones, each group in the order sent.
+    ranked = sorted(eligible, key=lambda d: (d.score is None, -(d.score or 0.0)))
+    return Selection(
+        kept=ranked[: retrieval.top_k],
+        offered=len(documents),
+        below_min_score=len(documents) - len(eligible),
+        beyond_top_k=max(0, len(ranked) - retrieval.top_k),
+    )
+
+
+def sources_message(index: str, documents: list[Document]) -> dict[str, Any]:
+    """The system message that lays `documents` out, numbered from 1."""
+    parts = [f"Sources retrieved from '{index}' (cite them by number):"]
+    for number, document in enumerate(documents, 1):
+        label = f"[{number}]" if document.id is None else f"[{number}] ({document.id})"
+        parts.append(f"{label} {document.text}")
+    return {"role": "system", "content": "\n\n".join(parts)}
