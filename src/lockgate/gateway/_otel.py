@@ -295,32 +295,33 @@ class Tracing:
     ) -> Iterator[Span]:
         from opentelemetry.trace import SpanKind
 
-        if current:
-            with tracer.start_as_current_span(
-                name, kind=SpanKind.CLIENT, attributes=attributes
-            ) as otel_span:
-                span = _RecordingSpan(otel_span, self.capture_content)
-                try:
-                    yield span
-                except BaseException as exc:
-                    span.record_error(exc)
-                    raise
-            return
-        otel_span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
-        span = _RecordingSpan(otel_span, self.capture_content)
-        try:
-            yield span
-        except BaseException as exc:
-            span.record_error(exc)
-            raise
-        finally:
-            otel_span.end()
+        manager: AbstractContextManager[OtelSpan] = (
+            tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+            if current
+            else _ended(tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes))
+        )
+        with manager as otel_span:
+            span = _RecordingSpan(otel_span, self.capture_content)
+            try:
+                yield span
+            except BaseException as exc:
+                span.record_error(exc)
+                raise
 
     def shutdown(self) -> None:
         """Export what is still buffered and stop; safe to call twice, and when disabled."""
         provider, self._provider, self._tracer = self._provider, None, None
         if provider is not None:
             provider.shutdown()
+
+
+@contextmanager
+def _ended(span: OtelSpan) -> Iterator[OtelSpan]:
+    """`span` as a block that ends it, without making it the current span."""
+    try:
+        yield span
+    finally:
+        span.end()
 
 
 def _signal_endpoint(base: str) -> str:

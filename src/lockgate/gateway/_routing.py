@@ -44,7 +44,7 @@ from lockgate.errors import (
 from lockgate.gateway._breaker import CircuitBreaker, Clock, counts_against_deployment
 from lockgate.providers._client import ChatResult, Client, StreamResult
 from lockgate.providers._retry import RetryPolicy
-from lockgate.providers._types import ChatChunk, Message
+from lockgate.providers._types import ChatChunk, Message, content_text
 
 __all__ = [
     "Attempt",
@@ -269,7 +269,7 @@ class Router:
             else:
                 return counted.tokens, counted.exact
         # No tokenizer to hand: about four characters per token.
-        chars = sum(len(_text(m.get("content"))) for m in messages)
+        chars = sum(len(content_text(m.get("content"))) for m in messages)
         return (chars + 3) // 4, False
 
     # -- calling ---------------------------------------------------------------------
@@ -467,20 +467,8 @@ def _forwarded(params: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (params or {}).items() if k not in _NOT_FORWARDED}
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            part["text"]
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        )
-    return ""
-
-
 def _last_user_text(messages: list[Message]) -> str:
     for message in reversed(messages):
         if message.get("role") == "user":
-            return _text(message.get("content"))
+            return content_text(message.get("content"))
     return ""

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from lockgate.gateway._cache import digest, normalise, normalised_request
 from lockgate.providers._client import Client
-from lockgate.providers._types import ChatResponse, Message
+from lockgate.providers._types import ChatResponse, Message, content_text
 
 __all__ = ["SemanticCache", "SemanticKey"]
 
@@ -135,7 +135,7 @@ class SemanticCache:
         index = _last_user_index(messages)
         if index is None:
             return None
-        text = _text(messages[index].get("content")).strip()
+        text = content_text(messages[index].get("content")).strip()
         if not text:
             return None
         others = [m if i != index else {"role": "user"} for i, m in enumerate(messages)]
@@ -201,15 +201,3 @@ def _last_user_index(messages: list[Message]) -> int | None:
         if messages[index].get("role") == "user":
             return index
     return None
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            part["text"]
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        )
-    return ""

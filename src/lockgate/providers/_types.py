@@ -163,3 +163,17 @@ class Provider(Protocol):
     def models(self) -> list[ModelInfo]: ...
 
     async def aclose(self) -> None: ...
+
+
+def content_text(content: Any) -> str:
+    """The text of a message's ``content``: the string itself, or the text parts of a
+    multi-part content joined by newlines (images and audio contribute nothing)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
