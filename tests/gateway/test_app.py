@@ -342,6 +342,30 @@ def test_prompt_retrieval_applies_min_score_top_k_and_the_window(
     }
 
 
+def test_a_stream_the_client_leaves_is_settled_and_traced(
+    gw_settings: Settings, upstream: ScriptedUpstream
+) -> None:
+    upstream.set_rules([Rule(reply=" ".join(["word"] * 200), chunks=200, chunk_interval=0.01)])
+    # Room for one reservation (input + 1,000 max tokens), not two: a reservation left
+    # behind by the abandoned stream would refuse the second request.
+    secret = tenant_key(gw_settings, tokens_per_minute=1500)
+    headers = {"authorization": f"Bearer {secret}"}
+    body = {"model": "fast", "max_tokens": 1000, "messages": [{"role": "user", "content": "go"}]}
+    with serving(create_app(gw_settings)) as url:
+        with httpx.stream(
+            "POST", url + "/v1/chat/completions", json={**body, "stream": True}, headers=headers
+        ) as response:
+            for seen, _ in enumerate(response.iter_lines()):
+                if seen >= 5:
+                    break  # hang up mid-stream
+        time.sleep(0.3)
+        again = httpx.post(url + "/v1/chat/completions", json=body, headers=headers, timeout=30)
+        assert again.status_code == 200, again.text
+    rows = trace_rows(gw_settings)
+    left = next(r for r in rows if r.stream)
+    assert (left.status, left.error) == (499, "the client closed the connection mid-stream")
+
+
 def test_revoked_key_is_refused_on_the_next_poll(
     sdk: Callable[[str, str], openai.OpenAI], gw_settings: Settings
 ) -> None:

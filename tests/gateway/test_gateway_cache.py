@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio
 
 from lockgate.config import load_settings
-from lockgate.gateway._cache import ExactCache, RedisExactCache
+from lockgate.gateway._cache import ExactCache, RedisExactCache, TieredExactCache
 from lockgate.gateway._semantic import SemanticCache
 from lockgate.providers import ChatResponse, Client, Usage
 
@@ -257,3 +257,19 @@ async def test_semantic_scope_keeps_at_most_its_limit(tmp_path: Path) -> None:
         await cache.put("acme", "r", chat(f"q{i}"), answer(str(i)))
     found = [await cache.get("acme", "r", chat(f"q{i}"), 0.99) for i in range(5)]
     assert [f[0].content if f else None for f in found] == [None, None, "2", "3", "4"]
+
+
+async def test_a_redis_that_is_down_is_a_miss_not_a_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    down = RedisExactCache("redis://127.0.0.1:1/0", ttl_s=60)  # nothing listens on port 1
+    cache = TieredExactCache(ExactCache(ttl_s=60), down)
+    try:
+        stored = answer("still served")
+        assert await cache.get("acme", body()) is None
+        await cache.put("acme", body(), stored)
+        assert await cache.get("acme", body()) is stored  # the local tier still answers
+    finally:
+        await cache.aclose()
+    assert cache.shared_errors == 2
+    assert "Redis read failed" in caplog.text

@@ -17,6 +17,7 @@ import pytest
 from lockgate.config import PriceOverride, ProviderConfig, Settings, Timeouts
 from lockgate.errors import (
     AuthError,
+    ConfigError,
     ContextWindowExceeded,
     ProviderError,
     RateLimited,
@@ -581,3 +582,51 @@ async def test_body_left_open_after_done_still_completes(up: ScriptedUpstream, m
     chunks = await collect(make().stream(ask("x")))
     assert [(c.delta, c.finish_reason) for c in chunks] == [("hi", None), ("", "stop")]
     assert loop.time() - started < 5.0
+
+
+# -- configuration and transport checks ----------------------------------------------------
+
+
+async def test_redirects_are_refused_not_followed(up: ScriptedUpstream, make: Make) -> None:
+    elsewhere = up.url + "/v1/models"
+    up.set_rules([Rule(status=307, body="", headers={"location": elsewhere})])
+    provider = make()
+    with pytest.raises(
+        ProviderError, match=r"HTTP 307 redirect to .*/v1/models.*base_url"
+    ) as raised:
+        await provider.chat(ask("hi"))
+    assert raised.value.status == 307
+    with pytest.raises(ProviderError, match="does not follow redirects"):
+        await collect(provider.stream(ask("hi")))
+    assert [r.path for r in up.requests] == ["/v1/chat/completions"] * 2  # never /v1/models
+
+
+async def test_a_key_read_from_a_secret_file_loses_its_newline(
+    up: ScriptedUpstream, make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCRIPTED_KEY", "sk-scripted\n")
+    await make(api_key_env="SCRIPTED_KEY").chat(ask("hi"))
+    assert up.requests[0].headers["authorization"] == "Bearer sk-scripted"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"base_url": "localhost:8000/v1"}, "base_url 'localhost:8000/v1' is not an http://"),
+        ({"options": {"proxy": "socks5://127.0.0.1:1080"}}, "options.proxy 'socks5://"),
+        ({"options": {"ca_bundle": "/nonexistent/ca.pem"}}, "ca_bundle '/nonexistent/ca.pem'"),
+    ],
+)
+def test_bad_settings_fail_when_the_provider_is_made(kwargs: dict[str, Any], message: str) -> None:
+    config = ProviderConfig(**{"base_url": "http://127.0.0.1:9/v1", **kwargs})
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        OpenAIProvider("scripted", config, Settings())
+
+
+def test_a_key_with_control_characters_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SCRIPTED_KEY", "sk-one\nsk-two")
+    config = ProviderConfig(base_url="http://127.0.0.1:9/v1", api_key_env="SCRIPTED_KEY")
+    with pytest.raises(ConfigError, match="the API key in SCRIPTED_KEY contains control"):
+        OpenAIProvider("scripted", config, Settings())

@@ -15,7 +15,7 @@ import ctypes
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from lockgate.accounting import cost
 from lockgate.config import Settings
@@ -52,7 +53,7 @@ from lockgate.gateway._openai_io import (
 from lockgate.gateway._otel import Tracing, request_attributes
 from lockgate.gateway._resolve import Target, TargetResolver
 from lockgate.gateway._routing import RoutedStream, Router
-from lockgate.gateway._sources import sources_message
+from lockgate.gateway._sources import Document, source_line, sources_message
 from lockgate.gateway._traces import TraceRecord, TraceWriter
 from lockgate.governance._tenants import KeyCache, TenantStore
 from lockgate.providers import ChatResponse, ChatResult, Client, Usage
@@ -67,6 +68,23 @@ log = logging.getLogger("lockgate.gateway")
 _JSON = "application/json"
 # The sources message's heading and each chunk's separator and number, with margin.
 _SOURCES_HEADER_TOKENS = 32
+
+
+class _EventStream(StreamingResponse):
+    """A streamed answer whose generator is closed as soon as the response ends.
+
+    When the client hangs up, Starlette stops iterating and leaves the generator
+    suspended; its ``finally`` (settling the budget, writing the trace) would then wait
+    for garbage collection, and at shutdown it might never run.
+    """
+
+    body_iterator: AsyncGenerator[bytes, None]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()
 
 
 def _return_freed_heap() -> None:
@@ -100,6 +118,7 @@ class _Call:
     tenant_limits: Any = None
     key_limits: Any = None
     input_tokens: int | None = None  # counted once while fitting, reused for the reservation
+    relayed_chars: int = 0  # streamed answer text sent to the client so far
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -139,6 +158,7 @@ class Gateway:
         self.tracing = Tracing.from_settings(settings)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._detached: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await asyncio.to_thread(self.keys.refresh)
@@ -170,7 +190,7 @@ class Gateway:
     async def stop(self) -> None:
         """Drain: every trace accepted before shutdown is written."""
         self._stop.set()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._detached]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.traces.stop()
@@ -275,7 +295,7 @@ class Gateway:
         messages, params = target.messages, target.params
         deployment = target.plan.deployments[0] if target.plan.deployments else target.model
         window = self.client.context_window(deployment) or 0
-        room: int | None = None  # input tokens left once the conversation fits
+        budget: int | None = None  # input tokens allowed (None: the window is unknown)
         if window:
             budget_route = self.settings.routes.get(target.plan.route or "")
             try:
@@ -298,9 +318,9 @@ class Gateway:
                 }
             messages = fitted.messages
             call.input_tokens = fitted.tokens_after
-            room = fitted.budget - fitted.tokens_after
+            budget = fitted.budget
         if target.retrieval is not None:
-            messages = self._add_sources(call, target, messages, deployment, room)
+            messages = self._add_sources(call, target, messages, deployment, budget)
         return messages, params
 
     def _add_sources(
@@ -309,9 +329,10 @@ class Gateway:
         target: Target,
         messages: list[dict[str, Any]],
         deployment: str,
-        room: int | None,
+        budget: int | None,
     ) -> list[dict[str, Any]]:
-        """The prompt's retrieved sources laid into `messages`, within `room` tokens."""
+        """The prompt's retrieved sources laid into `messages`, keeping the whole within
+        `budget` input tokens (None: the window is unknown, nothing is dropped)."""
         retrieval, selection = target.retrieval, target.sources
         assert retrieval is not None
         details: dict[str, Any] = {"index": retrieval.index, "top_k": retrieval.top_k}
@@ -320,20 +341,37 @@ class Gateway:
             details["offered"] = 0
             details["note"] = "no documents in the request; lockgate has no index to search"
             return messages
+
+        def count(conversation: list[dict[str, Any]]) -> int:
+            return self.client.count_tokens(deployment, conversation).tokens
+
+        def laid_out(documents: list[Document]) -> list[dict[str, Any]]:
+            if not documents:
+                return messages
+            head = 0
+            while head < len(messages) and messages[head].get("role") == "system":
+                head += 1
+            sources = sources_message(retrieval.index, documents)
+            return [*messages[:head], sources, *messages[head:]]
+
         kept = selection.kept
-        if room is not None:
-            # fit_chunks keeps the best-ranked chunks that fit; rank stands in for score.
-            ranked = [(d.text, -float(rank)) for rank, d in enumerate(kept)]
-            count = self.client.count_tokens
-            fits = fit_chunks(
-                ranked,
-                count_text=lambda text: (
-                    count(deployment, [{"role": "system", "content": text}]).tokens
-                ),
-                budget=max(0, room - _SOURCES_HEADER_TOKENS),
+        if budget is not None:
+            # Each source counted as laid out, label included; rank stands in for score.
+            room = budget - (call.input_tokens or 0) - _SOURCES_HEADER_TOKENS
+            lines = [(source_line(rank + 1, d), -float(rank)) for rank, d in enumerate(kept)]
+            chosen = fit_chunks(
+                lines,
+                count_text=lambda text: count([{"role": "system", "content": text}]),
+                budget=max(0, room),
             )
-            chosen = {text for text, _ in fits}
-            kept = [d for d in kept if d.text in chosen]
+            kept = [kept[i] for i in chosen]
+        with_sources = laid_out(kept)
+        tokens = count(with_sources)
+        while budget is not None and kept and tokens > budget:  # estimates ran short
+            kept = kept[:-1]
+            with_sources = laid_out(kept)
+            tokens = count(with_sources)
+        call.input_tokens = tokens
         details.update(
             offered=selection.offered,
             used=len(kept),
@@ -342,14 +380,6 @@ class Gateway:
             over_budget=len(selection.kept) - len(kept),
             ids=[d.id for d in kept if d.id is not None],
         )
-        if not kept:
-            return messages
-        head = 0
-        while head < len(messages) and messages[head].get("role") == "system":
-            head += 1
-        with_sources = [*messages[:head], sources_message(retrieval.index, kept), *messages[head:]]
-        if call.input_tokens is not None:
-            call.input_tokens = self.client.count_tokens(deployment, with_sources).tokens
         return with_sources
 
     async def _complete(self, request: Request, call: _Call, parsed: ChatCall) -> Response:
@@ -395,6 +425,9 @@ class Gateway:
                 await self.limiter.release(reservation)
                 span.record_error(exc)
                 raise map_error(exc) from None
+            except BaseException:  # a bug or a cancellation: the reservation is not spent
+                self._detach(self.limiter.release(reservation))
+                raise
             finally:
                 call.upstream_s = time.perf_counter() - begun
                 self._note_attempts(call, attempts)
@@ -500,18 +533,28 @@ class Gateway:
                 if parsed.include_usage:
                     yield usage_chunk(response_id, model_name, created, final)
                 yield DONE
-            except LockgateError as exc:
-                error = map_error(exc)
+            except Exception as exc:
+                if isinstance(exc, LockgateError):
+                    error = map_error(exc)
+                else:  # a bug must still end the stream properly and leave a trace
+                    log.exception("unexpected error in a streamed answer")
+                    error = GatewayError(
+                        500, f"internal error: {type(exc).__name__}", kind="server_error"
+                    )
                 call.status, call.error = error.status, error.message
                 if reservation is not None:
                     await self.limiter.release(reservation)
+                    reservation = None
                 yield error_event(error)
             finally:
+                if reservation is not None:  # the client left before the answer was settled
+                    call.status, call.error = 499, "the client closed the connection mid-stream"
+                    # Not awaited here: this code runs inside a cancelled scope, where
+                    # every await is cancelled again.
+                    self._detach(self._settle_abandoned(call, reservation))
                 self._finish(call)
 
-        return StreamingResponse(
-            events(), media_type="text/event-stream", headers=self._headers(call)
-        )
+        return _EventStream(events(), media_type="text/event-stream", headers=self._headers(call))
 
     async def _relay(
         self,
@@ -534,6 +577,7 @@ class Gateway:
             try:
                 async for part in self.router.stream(target.plan, messages, params, into=sink):
                     if part.delta:
+                        call.relayed_chars += len(part.delta)
                         if call.ttft_s is None:
                             call.ttft_s = time.perf_counter() - call.started
                         yield chunk(response_id, model_name, created, delta={"content": part.delta})
@@ -563,10 +607,9 @@ class Gateway:
         )
         input_tokens = call.input_tokens
         if input_tokens is None:
-            input_tokens = self.client.count_tokens(deployment, messages).tokens
+            input_tokens = call.input_tokens = self.client.count_tokens(deployment, messages).tokens
         max_out = int(params.get("max_tokens") or 1024)
-        estimate = Usage(input_tokens=input_tokens, output_tokens=max_out, estimated=True)
-        usd = cost(estimate, self.client.price(self.client.resolve(deployment))).usd
+        usd = self._estimated_usd(deployment, input_tokens, max_out)
         try:
             return await self.limiter.acquire(scopes, tokens=input_tokens + max_out, usd=usd)
         except LimitExceeded as exc:
@@ -577,6 +620,28 @@ class Gateway:
                 code=exc.limit,
                 retry_after=exc.retry_after,
             ) from None
+
+    def _detach(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in a task of its own, outside any cancellation of the caller; the
+        gateway keeps a reference until it finishes and waits for it when stopping."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)
+
+    def _estimated_usd(self, deployment: str, input_tokens: int, output_tokens: int) -> Any:
+        estimate = Usage(input_tokens=input_tokens, output_tokens=output_tokens, estimated=True)
+        return cost(estimate, self.client.price(self.client.resolve(deployment))).usd
+
+    async def _settle_abandoned(self, call: _Call, reservation: Any) -> None:
+        """Settle a stream the client left: the input, and the output relayed so far at
+        about four characters a token (the upstream's usage never arrived)."""
+        target = call.target
+        assert target is not None
+        deployment = target.plan.deployments[0] if target.plan.deployments else target.model
+        input_tokens = call.input_tokens or 0
+        output_tokens = -(-call.relayed_chars // 4)
+        usd = self._estimated_usd(deployment, input_tokens, output_tokens)
+        await self.limiter.settle(reservation, tokens=input_tokens + output_tokens, usd=usd)
 
     # -- helpers -------------------------------------------------------------------------
 

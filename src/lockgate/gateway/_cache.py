@@ -20,6 +20,8 @@ no round trip.
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -40,6 +42,10 @@ __all__ = [
 ]
 
 Clock = Callable[[], float]
+log = logging.getLogger("lockgate.gateway")
+
+_REDIS_TIMEOUT_S = 0.5
+_LOG_EVERY_S = 30.0
 
 # Request fields that change how an answer is delivered or attributed, not what it says.
 _NOT_KEYED = frozenset({"stream", "stream_options", "user"})
@@ -155,12 +161,26 @@ class RedisExactCache:
 
     def __init__(self, url: str, ttl_s: float, *, prefix: str = "lockgate:cache:exact:") -> None:
         import redis.asyncio  # only replicas sharing a Redis pay for the import
+        import redis.exceptions
 
         if ttl_s <= 0:
             raise ValueError("ttl_s must be > 0")
         self.ttl_s = ttl_s
         self.prefix = prefix
-        self._redis: redis.asyncio.Redis = redis.asyncio.Redis.from_url(url)
+        # What a call can raise when Redis is down, slow, or holds an entry this version
+        # cannot decode (the tiered cache treats these as a miss).
+        self.errors: tuple[type[Exception], ...] = (
+            redis.exceptions.RedisError,
+            OSError,
+            TimeoutError,
+            ValueError,
+            TypeError,
+            KeyError,
+        )
+        # A cache must answer fast or not at all: a slow Redis counts as a miss.
+        self._redis: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
+            url, socket_timeout=_REDIS_TIMEOUT_S, socket_connect_timeout=_REDIS_TIMEOUT_S
+        )
 
     def redis_key(self, tenant: str, request_body: Mapping[str, Any]) -> str:
         # Hashing the tenant too keeps any tenant name (colons included) out of the syntax.
@@ -205,6 +225,10 @@ class TieredExactCache:
     has left, so no entry outlives its TTL); a store writes both. Without Redis it is the
     local cache behind the same coroutine interface.
 
+    Redis trouble never fails a request: an unreachable, slow (over 0.5 s) or confused
+    Redis (an entry this version cannot read) counts as a miss, or a store skipped. It is
+    logged at most every 30 seconds and counted in `shared_errors`.
+
     Args:
         local: the process-local LRU.
         shared: the Redis tier, or None.
@@ -213,12 +237,18 @@ class TieredExactCache:
     def __init__(self, local: ExactCache, shared: RedisExactCache | None = None) -> None:
         self.local = local
         self.shared = shared
+        self.shared_errors = 0
+        self._logged_at = -math.inf
 
     async def get(self, tenant: str, request_body: Mapping[str, Any]) -> ChatResponse | None:
         response = self.local.get(tenant, request_body)
         if response is not None or self.shared is None:
             return response
-        found = await self.shared.get_with_ttl(tenant, request_body)
+        try:
+            found = await self.shared.get_with_ttl(tenant, request_body)
+        except self.shared.errors as exc:
+            self._shared_failed("read", exc)
+            return None
         if found is None:
             return None
         response, left_s = found
@@ -229,8 +259,26 @@ class TieredExactCache:
         self, tenant: str, request_body: Mapping[str, Any], response: ChatResponse
     ) -> None:
         self.local.put(tenant, request_body, response)
-        if self.shared is not None:
+        if self.shared is None:
+            return
+        try:
             await self.shared.put(tenant, request_body, response)
+        except self.shared.errors as exc:
+            self._shared_failed("write", exc)
+
+    def _shared_failed(self, what: str, exc: Exception) -> None:
+        self.shared_errors += 1
+        now = time.monotonic()
+        if now - self._logged_at >= _LOG_EVERY_S:
+            self._logged_at = now
+            log.warning(
+                "exact cache: Redis %s failed (%s: %s); answering without the shared tier "
+                "(%d failures so far)",
+                what,
+                type(exc).__name__,
+                exc,
+                self.shared_errors,
+            )
 
     async def aclose(self) -> None:
         if self.shared is not None:

@@ -139,12 +139,13 @@ def fit_chunks(
     count_text: Callable[[str], int],
     budget: int,
     per_chunk_overhead: int = 0,
-) -> list[tuple[str, float]]:
-    """The highest-scored retrieved chunks whose tokens fit `budget`.
+) -> list[int]:
+    """The positions of the highest-scored retrieved chunks whose tokens fit `budget`.
 
     Chunks are taken best score first (ties in retrieval order); one that does not fit
-    is skipped and smaller, lower-scored ones may still be taken. The result keeps the
-    chunks' original order.
+    is skipped and smaller, lower-scored ones may still be taken. The positions are
+    ascending (the chunks' original order); positions, not texts, so that two equal
+    chunks are told apart.
 
     Args:
         chunks: ``(text, score)`` pairs, higher scores better.
@@ -160,7 +161,7 @@ def fit_chunks(
         if used + tokens <= budget:
             used += tokens
             chosen.add(i)
-    return [chunk for i, chunk in enumerate(chunks) if i in chosen]
+    return sorted(chosen)
 
 
 def _turns(messages: list[Message]) -> list[list[int]]:

@@ -57,6 +57,9 @@ class GatewayApp:
             await response(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
+        elif scope["type"] == "websocket":
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1003, "reason": "HTTP only"})
 
     async def _respond(self, scope: Scope, receive: Receive) -> Response:
         method: str = scope["method"]

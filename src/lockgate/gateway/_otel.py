@@ -36,6 +36,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -304,6 +305,9 @@ class Tracing:
             span = _RecordingSpan(otel_span, self.capture_content)
             try:
                 yield span
+            except (GeneratorExit, asyncio.CancelledError):
+                span.record_error("cancelled")  # the client left, or the server is stopping
+                raise
             except BaseException as exc:
                 span.record_error(exc)
                 raise

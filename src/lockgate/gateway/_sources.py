@@ -10,8 +10,9 @@ hits with the request, next to the prompt's variables::
 
 The prompt's ``retrieval`` settings decide what is used: documents scored under
 ``min_score`` are dropped, the best ``top_k`` by score are kept (unscored documents rank
-after scored ones, in the order sent), and those that do not fit the room the
-conversation leaves in the context window are dropped lowest-ranked first. The kept
+after scored ones, in the order sent), and of those, the best-ranked that fit the room
+the conversation leaves in the context window are used (a long source may give way to
+shorter, lower-ranked ones). With no known window, all ``top_k`` are used. The kept
 documents go into one system message after the prompt's system text, numbered so the
 model can cite them. The trace records how many were offered, used and dropped, and why.
 """
@@ -25,7 +26,14 @@ from typing import Any
 from lockgate.gateway._openai_io import GatewayError
 from lockgate.registry._prompt import Retrieval
 
-__all__ = ["Document", "Selection", "parse_documents", "select", "sources_message"]
+__all__ = [
+    "Document",
+    "Selection",
+    "parse_documents",
+    "select",
+    "source_line",
+    "sources_message",
+]
 
 MAX_DOCUMENTS = 1000
 
@@ -106,10 +114,14 @@ def select(documents: list[Document], retrieval: Retrieval) -> Selection:
     )
 
 
+def source_line(number: int, document: Document) -> str:
+    """How one document is laid out in the sources message."""
+    label = f"[{number}]" if document.id is None else f"[{number}] ({document.id})"
+    return f"{label} {document.text}"
+
+
 def sources_message(index: str, documents: list[Document]) -> dict[str, Any]:
     """The system message that lays `documents` out, numbered from 1."""
     parts = [f"Sources retrieved from '{index}' (cite them by number):"]
-    for number, document in enumerate(documents, 1):
-        label = f"[{number}]" if document.id is None else f"[{number}] ({document.id})"
-        parts.append(f"{label} {document.text}")
+    parts += [source_line(number, d) for number, d in enumerate(documents, 1)]
     return {"role": "system", "content": "\n\n".join(parts)}

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import math
 import re
 import ssl
@@ -42,14 +43,17 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 import aiohttp
+import certifi
 import orjson
 from multidict import CIMultiDict
 
 from lockgate.config import ProviderConfig, Settings
 from lockgate.errors import (
     AuthError,
+    ConfigError,
     ContextWindowExceeded,
     ProviderError,
     RateLimited,
@@ -79,6 +83,9 @@ _SSE_HEADERS = {"content-type": "application/json", "accept": "text/event-stream
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _MESSAGE_LIMIT = 300
 _DRAIN_GRACE = 1.0
+# What a call can raise besides HTTP answers: aiohttp's errors, the deadline, and the
+# OSError/ValueError that sockets and header validation raise directly.
+_TRANSPORT_ERRORS = (TimeoutError, aiohttp.ClientError, OSError, ValueError)
 
 
 def one_line(text: str, limit: int = _MESSAGE_LIMIT) -> str:
@@ -227,25 +234,73 @@ def auth_hint(provider: str, api_key_env: str | None, has_key: bool) -> str:
     )
 
 
-def build_session(config: ProviderConfig, *, headers: Mapping[str, str]) -> aiohttp.ClientSession:
+def tls_context(config: ProviderConfig, provider: str) -> ssl.SSLContext:
+    """The certificates a provider trusts: ``options.ca_bundle`` when set, else certifi's
+    bundle (the same on every machine, as with httpx before; the system store is missing
+    in slim images and unset in some macOS Pythons).
+
+    Raises:
+        ConfigError: the bundle is missing or not a PEM file, naming the path.
+    """
+    bundle = config.options.get("ca_bundle")
+    if not bundle:
+        return _certifi_context()
+    try:
+        return ssl.create_default_context(cafile=str(bundle))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"provider '{provider}': options.ca_bundle '{bundle}' cannot be loaded ({exc}); "
+            "give the PEM file of the CA that signed the server's certificate"
+        ) from None
+
+
+@functools.cache
+def _certifi_context() -> ssl.SSLContext:
+    # One per process: loading the bundle costs ~10 ms and ~1 MB per context.
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def check_url(value: str, what: str, provider: str) -> str:
+    """`value` if it is an ``http(s)://`` URL with a host, else a `ConfigError`."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"provider '{provider}': {what} '{value}' is not an http:// or https:// URL; "
+            "write it in full, e.g. http://localhost:8000/v1"
+        )
+    return value
+
+
+def check_header(value: str, variable: str | None) -> str:
+    """An API key fit for an HTTP header: surrounding whitespace (a trailing newline from
+    a secret file) is dropped; control characters left inside are a `ConfigError`."""
+    key = value.strip()
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key) or not key.isascii():
+        raise ConfigError(
+            f"the API key in {variable or 'the configured variable'} contains control or "
+            "non-ASCII characters; set the variable to the key alone"
+        )
+    return key
+
+
+def build_session(
+    config: ProviderConfig, *, headers: Mapping[str, str], tls: ssl.SSLContext | None = None
+) -> aiohttp.ClientSession:
     """One pooled session for a provider instance, bound to the running event loop.
 
     ``config.options`` may set ``max_connections`` (default 200), ``proxy`` (an
-    ``http://`` URL) and ``ca_bundle`` (a PEM file). The session does not read proxy or
-    certificate variables from the environment (``trust_env=False``): lockgate reads the
-    environment only through `Settings`, and a stray ``HTTP_PROXY`` must not reroute
-    calls to a local server.
+    ``http://`` URL) and ``ca_bundle`` (a PEM file; see `tls_context`). The session does
+    not read proxy or certificate variables from the environment (``trust_env=False``):
+    lockgate reads the environment only through `Settings`, and a stray ``HTTP_PROXY``
+    must not reroute calls to a local server.
     """
     timeouts = config.timeouts
     options = config.options
-    verify: ssl.SSLContext | bool = True
-    if options.get("ca_bundle"):
-        verify = ssl.create_default_context(cafile=str(options["ca_bundle"]))
     connector = aiohttp.TCPConnector(
         limit=max(1, int(options.get("max_connections", 200))),
         limit_per_host=0,
         keepalive_timeout=30.0,
-        ssl=verify,
+        ssl=tls if tls is not None else tls_context(config, "?"),
     )
     return aiohttp.ClientSession(
         connector=connector,
@@ -354,6 +409,8 @@ class HTTPProvider(ABC):
     ) -> None:
         self.api_key_env = key_env_for(config, self.default_key_env)
         api_key = settings.environment(self.api_key_env) if self.api_key_env else None
+        if api_key is not None:
+            api_key = check_header(api_key, self.api_key_env)
         self._has_key = api_key is not None
         self._headers = {
             **(headers or {}),
@@ -365,8 +422,10 @@ class HTTPProvider(ABC):
         self.name = name
         self.config = config
         self.settings = settings
-        self.base_url = base_url.rstrip("/")
-        self._proxy: str | None = config.options.get("proxy") or None
+        self.base_url = check_url(base_url, "base_url", name).rstrip("/")
+        proxy = config.options.get("proxy") or None
+        self._proxy: str | None = check_url(str(proxy), "options.proxy", name) if proxy else None
+        self._tls = tls_context(config, name)
         self._total = config.timeouts.total
         self._prices: PriceTable | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
@@ -378,10 +437,10 @@ class HTTPProvider(ABC):
         if session is not None and self._session_loop is loop and not session.closed:
             return session
         if session is not None and not session.closed:
-            # Its loop is gone (or another loop owns it): its connections cannot be reused
-            # here. Detaching marks it closed so it is collected without a warning.
+            # Another loop owns it (usually one that has ended): its connections cannot be
+            # used or closed from here. Call `aclose` in the loop that used a provider.
             session.detach()
-        session = build_session(self.config, headers=self._headers)
+        session = build_session(self.config, headers=self._headers, tls=self._tls)
         self._session_, self._session_loop = session, loop
         return session
 
@@ -429,6 +488,15 @@ class HTTPProvider(ABC):
     def _answer_error(
         self, response: aiohttp.ClientResponse, content: bytes, model: str
     ) -> ProviderError:
+        if response.status < 400:
+            # Never followed: the request would carry the API key to wherever it points.
+            target = response.headers.get("location", "nowhere")
+            message = (
+                f"{self._where(model)}: HTTP {response.status} redirect to {target}; lockgate "
+                f"does not follow redirects (they would carry the API key along): set the "
+                f"provider's base_url to the final address"
+            )
+            return ProviderError(message, provider=self.name, status=response.status)
         answer = HTTPAnswer(response.status, response.reason or "", response.headers, content)
         return self._error_from_response(answer, model)
 
@@ -442,12 +510,13 @@ class HTTPProvider(ABC):
                     data=orjson.dumps(body),
                     headers=_JSON_HEADERS,
                     proxy=self._proxy,
+                    allow_redirects=False,
                 ) as response,
             ):
                 content = await response.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise self._transport_error(exc, model) from exc
-        if response.status >= 400:
+        if response.status >= 300:
             raise self._answer_error(response, content, model)
         return decode_json(content, self._where(model), provider=self.name)
 
@@ -466,15 +535,16 @@ class HTTPProvider(ABC):
                     data=orjson.dumps(body),
                     headers=_SSE_HEADERS,
                     proxy=self._proxy,
+                    allow_redirects=False,
                 )
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise self._transport_error(exc, model) from exc
         try:
-            if response.status >= 400:
+            if response.status >= 300:
                 try:
                     async with asyncio.timeout_at(deadline):
                         content = await response.read()
-                except (TimeoutError, aiohttp.ClientError) as exc:
+                except _TRANSPORT_ERRORS as exc:
                     raise self._transport_error(exc, model) from exc
                 raise self._answer_error(response, content, model)
             decoder = SSEDecoder()
@@ -484,7 +554,7 @@ class HTTPProvider(ABC):
                 try:
                     async with asyncio.timeout_at(deadline):
                         data = await reader.readany()
-                except (TimeoutError, aiohttp.ClientError) as exc:
+                except _TRANSPORT_ERRORS as exc:
                     raise self._transport_error(exc, model) from exc
                 if not data:
                     break

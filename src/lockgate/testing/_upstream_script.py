@@ -63,8 +63,9 @@ class Rule:
         body: sent verbatim as the response body, with `status` and `headers`, instead of
             a generated answer: for malformed JSON, odd error shapes or a hand-written
             event stream (give ``content-type: text/event-stream`` in `headers`).
-        headers: extra response headers (e.g. ``x-ratelimit-reset-requests``); with
-            `body`, the whole header set besides ``content-length``.
+        headers: extra response headers (e.g. ``x-ratelimit-reset-requests``, or
+            ``location`` for a redirect); with `body`, a ``content-type`` of JSON is
+            added unless given, and ``Retry-After`` when `retry_after` is set.
     """
 
     match: str | None = None
