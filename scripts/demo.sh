@@ -65,7 +65,8 @@ SECRET=$(lockgate keys create --tenant demo --label demo-key 2>/dev/null | tail 
 lockgate serve --port "$PORT" &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
+echo "(the gateway loads its models and tokenizers before it reports ready)"
+for _ in $(seq 1 300); do
   curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null && break
   sleep 0.2
 done
