@@ -18,10 +18,10 @@ from lockgate.errors import (
     RateLimited,
     UpstreamError,
 )
-from lockgate.providers._http import (
+from lockgate.providers._http import build_session
+from lockgate.providers._wire import (
     SSEDecoder,
     SSEEvent,
-    build_session,
     one_line,
     parse_duration,
     parse_retry_after,

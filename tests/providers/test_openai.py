@@ -24,10 +24,10 @@ from lockgate.errors import (
     Timeout,
     UpstreamError,
 )
-from lockgate.providers._http import HTTPAnswer
 from lockgate.providers._openai import OpenAIProvider, create, rate_limit_wait
 from lockgate.providers._retry import RetryPolicy, stream_with_retries, with_retries
 from lockgate.providers._types import ChatChunk, ChatRequest, Provider, Usage
+from lockgate.providers._wire import HTTPAnswer
 from lockgate.testing import Rule, ScriptedUpstream
 
 MODEL = "gpt-test"

@@ -16,30 +16,27 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.responses import Response
 
-from lockgate.accounting import cost
 from lockgate.config import Settings
 from lockgate.errors import (
     ContextTooLarge,
-    LimitExceeded,
     LockgateError,
 )
+from lockgate.gateway._budget import Budget
 from lockgate.gateway._cache import ExactCache, RedisExactCache, TieredExactCache
-from lockgate.gateway._context import fit_chunks, fit_messages
-from lockgate.gateway._limits import LimitScope, MemoryLimiter, RedisLimiter
+from lockgate.gateway._call import Call
+from lockgate.gateway._context import fit_messages
+from lockgate.gateway._limits import MemoryLimiter, RedisLimiter
 from lockgate.gateway._metrics import GatewayMetrics, watch_event_loop
 from lockgate.gateway._openai_io import (
     DONE,
     ChatCall,
+    EventStream,
     GatewayError,
     chunk,
     error_event,
@@ -53,10 +50,10 @@ from lockgate.gateway._openai_io import (
 from lockgate.gateway._otel import Tracing, request_attributes
 from lockgate.gateway._resolve import Target, TargetResolver
 from lockgate.gateway._routing import RoutedStream, Router
-from lockgate.gateway._sources import Document, source_line, sources_message
-from lockgate.gateway._traces import TraceRecord, TraceWriter
+from lockgate.gateway._sources import lay_sources
+from lockgate.gateway._traces import TraceWriter
 from lockgate.governance._tenants import KeyCache, TenantStore
-from lockgate.providers import ChatResponse, ChatResult, Client, Usage
+from lockgate.providers import ChatResponse, Client
 from lockgate.providers._client import stream_pieces
 from lockgate.store import Store
 
@@ -66,25 +63,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("lockgate.gateway")
 
 _JSON = "application/json"
-# The sources message's heading and each chunk's separator and number, with margin.
-_SOURCES_HEADER_TOKENS = 32
-
-
-class _EventStream(StreamingResponse):
-    """A streamed answer whose generator is closed as soon as the response ends.
-
-    When the client hangs up, Starlette stops iterating and leaves the generator
-    suspended; its ``finally`` (settling the budget, writing the trace) would then wait
-    for garbage collection, and at shutdown it might never run.
-    """
-
-    body_iterator: AsyncGenerator[bytes, None]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self.body_iterator.aclose()
 
 
 def _return_freed_heap() -> None:
@@ -95,31 +73,6 @@ def _return_freed_heap() -> None:
     except OSError:
         return
     libc.malloc_trim(0)
-
-
-@dataclass
-class _Call:
-    """Everything known about one request, filled in as it goes; becomes its trace."""
-
-    trace_id: str
-    started: float
-    endpoint: str = "chat.completions"
-    tenant: str | None = None
-    key_id: str | None = None
-    target: Target | None = None
-    status: int = 200
-    error: str | None = None
-    upstream_s: float = 0.0
-    result: ChatResult | None = None
-    cache: str | None = None
-    ttft_s: float | None = None
-    stream: bool = False
-    user: str | None = None
-    tenant_limits: Any = None
-    key_limits: Any = None
-    input_tokens: int | None = None  # counted once while fitting, reused for the reservation
-    relayed_chars: int = 0  # streamed answer text sent to the client so far
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Gateway:
@@ -136,6 +89,7 @@ class Gateway:
         self.tenants = TenantStore(self.store, actor="gateway")
         self.keys = KeyCache(self.tenants, poll_s=config.config_poll_s)
         self.limiter = RedisLimiter(settings.redis_url) if settings.redis_url else MemoryLimiter()
+        self.budget = Budget(self.limiter, self.client)
         self.metrics = GatewayMetrics()
         # Spills to HOME/trace-spill when the queue is full or the database is down.
         self.traces = TraceWriter.from_settings(
@@ -204,7 +158,7 @@ class Gateway:
     # -- endpoints -------------------------------------------------------------------
 
     async def chat_completions(self, request: Request) -> Response:
-        call = _Call(trace_id=uuid.uuid4().hex, started=time.perf_counter())
+        call = Call(trace_id=uuid.uuid4().hex, started=time.perf_counter())
         try:
             self._authenticate(request, call)
             body = await self._body(request)
@@ -224,7 +178,7 @@ class Gateway:
 
     async def models(self, request: Request) -> Response:
         try:
-            self._authenticate(request, _Call(trace_id="-", started=0.0))
+            self._authenticate(request, Call(trace_id="-", started=0.0))
         except GatewayError as exc:
             return Response(exc.body(), status_code=exc.status, media_type=_JSON)
         data = [
@@ -234,7 +188,7 @@ class Gateway:
         return Response(orjson.dumps({"object": "list", "data": data}), media_type=_JSON)
 
     async def embeddings(self, request: Request) -> Response:
-        call = _Call(trace_id=uuid.uuid4().hex, started=time.perf_counter(), endpoint="embeddings")
+        call = Call(trace_id=uuid.uuid4().hex, started=time.perf_counter(), endpoint="embeddings")
         try:
             self._authenticate(request, call)
             data = parse_json(await self._body(request))
@@ -263,7 +217,7 @@ class Gateway:
                 },
             }
             self._finish(call)
-            return Response(orjson.dumps(body), media_type=_JSON, headers=self._headers(call))
+            return Response(orjson.dumps(body), media_type=_JSON, headers=call.headers())
         except GatewayError as exc:
             return self._fail(call, exc)
         except LockgateError as exc:
@@ -288,12 +242,16 @@ class Gateway:
     # -- the chat path -----------------------------------------------------------------
 
     async def _prepare(
-        self, call: _Call, parsed: ChatCall
+        self, call: Call, parsed: ChatCall
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         target = self.resolver.resolve(parsed)
         call.target = target
         messages, params = target.messages, target.params
-        deployment = target.plan.deployments[0] if target.plan.deployments else target.model
+        deployment = target.deployment
+
+        def count(conversation: list[dict[str, Any]]) -> int:
+            return self.client.count_tokens(deployment, conversation).tokens
+
         window = self.client.context_window(deployment) or 0
         budget: int | None = None  # input tokens allowed (None: the window is unknown)
         if window:
@@ -301,7 +259,7 @@ class Gateway:
             try:
                 fitted = fit_messages(
                     messages,
-                    count=lambda msgs: self.client.count_tokens(deployment, msgs).tokens,
+                    count=count,
                     window=window,
                     max_tokens=int(params.get("max_tokens") or min(1024, window // 4)),
                     input_budget=budget_route.input_token_budget if budget_route else None,
@@ -320,69 +278,18 @@ class Gateway:
             call.input_tokens = fitted.tokens_after
             budget = fitted.budget
         if target.retrieval is not None:
-            messages = self._add_sources(call, target, messages, deployment, budget)
+            messages, tokens, call.details["retrieval"] = lay_sources(
+                messages,
+                target.retrieval,
+                target.sources,
+                count=count,
+                budget=budget,
+                used_tokens=call.input_tokens or 0,
+            )
+            call.input_tokens = tokens if tokens is not None else call.input_tokens
         return messages, params
 
-    def _add_sources(
-        self,
-        call: _Call,
-        target: Target,
-        messages: list[dict[str, Any]],
-        deployment: str,
-        budget: int | None,
-    ) -> list[dict[str, Any]]:
-        """The prompt's retrieved sources laid into `messages`, keeping the whole within
-        `budget` input tokens (None: the window is unknown, nothing is dropped)."""
-        retrieval, selection = target.retrieval, target.sources
-        assert retrieval is not None
-        details: dict[str, Any] = {"index": retrieval.index, "top_k": retrieval.top_k}
-        call.details["retrieval"] = details
-        if selection is None:
-            details["offered"] = 0
-            details["note"] = "no documents in the request; lockgate has no index to search"
-            return messages
-
-        def count(conversation: list[dict[str, Any]]) -> int:
-            return self.client.count_tokens(deployment, conversation).tokens
-
-        def laid_out(documents: list[Document]) -> list[dict[str, Any]]:
-            if not documents:
-                return messages
-            head = 0
-            while head < len(messages) and messages[head].get("role") == "system":
-                head += 1
-            sources = sources_message(retrieval.index, documents)
-            return [*messages[:head], sources, *messages[head:]]
-
-        kept = selection.kept
-        if budget is not None:
-            # Each source counted as laid out, label included; rank stands in for score.
-            room = budget - (call.input_tokens or 0) - _SOURCES_HEADER_TOKENS
-            lines = [(source_line(rank + 1, d), -float(rank)) for rank, d in enumerate(kept)]
-            chosen = fit_chunks(
-                lines,
-                count_text=lambda text: count([{"role": "system", "content": text}]),
-                budget=max(0, room),
-            )
-            kept = [kept[i] for i in chosen]
-        with_sources = laid_out(kept)
-        tokens = count(with_sources)
-        while budget is not None and kept and tokens > budget:  # estimates ran short
-            kept = kept[:-1]
-            with_sources = laid_out(kept)
-            tokens = count(with_sources)
-        call.input_tokens = tokens
-        details.update(
-            offered=selection.offered,
-            used=len(kept),
-            below_min_score=selection.below_min_score,
-            beyond_top_k=selection.beyond_top_k,
-            over_budget=len(selection.kept) - len(kept),
-            ids=[d.id for d in kept if d.id is not None],
-        )
-        return with_sources
-
-    async def _complete(self, request: Request, call: _Call, parsed: ChatCall) -> Response:
+    async def _complete(self, request: Request, call: Call, parsed: ChatCall) -> Response:
         messages, params = await self._prepare(call, parsed)
         target = call.target
         assert target is not None
@@ -394,7 +301,7 @@ class Gateway:
             cached = await self.exact_cache.get(call.tenant or "", cache_key_body)
             if cached is not None:
                 call.cache = "hit"
-                return self._answer(call, cached, None)
+                return self._answer(call, cached)
             if semantic is not None:
                 assert self.semantic_cache is not None
                 semantic_key = await self.semantic_cache.key(messages, params)
@@ -409,8 +316,8 @@ class Gateway:
                 if found is not None:
                     call.cache = "semantic"
                     call.details["semantic_similarity"] = round(found[1], 4)
-                    return self._answer(call, found[0], None)
-        reservation = await self._reserve(call, target.model, messages, params)
+                    return self._answer(call, found[0])
+        reservation = await self.budget.reserve(call, messages, params)
         begun = time.perf_counter()
         attempts: list[Any] = []
         if target.plan.decision:
@@ -422,11 +329,11 @@ class Gateway:
                     target.plan, messages, params, attempts=attempts
                 )
             except LockgateError as exc:
-                await self.limiter.release(reservation)
+                await self.budget.release(reservation)
                 span.record_error(exc)
                 raise map_error(exc) from None
             except BaseException:  # a bug or a cancellation: the reservation is not spent
-                self._detach(self.limiter.release(reservation))
+                self._detach(self.budget.release(reservation))
                 raise
             finally:
                 call.upstream_s = time.perf_counter() - begun
@@ -436,9 +343,7 @@ class Gateway:
             call.cache = "bypass" if bypass else "miss"
             span.record_response(model=result.response.model, usage=result.usage, cache=call.cache)
             span.record_output(result.response.content, result.response.finish_reason)
-        await self.limiter.settle(
-            reservation, tokens=result.usage.total_tokens, usd=result.cost.usd
-        )
+        await self.budget.settle(reservation, result)
         if not bypass:
             await self.exact_cache.put(call.tenant or "", cache_key_body, result.response)
             if semantic is not None and semantic_key is not None:
@@ -451,7 +356,7 @@ class Gateway:
                     params=params,
                     key=semantic_key,
                 )
-        return self._answer(call, result.response, result)
+        return self._answer(call, result.response)
 
     def _semantic_route(self, target: Target, bypass: bool) -> tuple[str, float] | None:
         """(route, threshold) when the route opted into the semantic cache."""
@@ -460,10 +365,10 @@ class Gateway:
             return None
         return target.plan.route or "", route.semantic_threshold
 
-    def _span_attributes(self, call: _Call) -> dict[str, Any]:
+    def _span_attributes(self, call: Call) -> dict[str, Any]:
         target = call.target
         assert target is not None
-        first = target.plan.deployments[0] if target.plan.deployments else target.model
+        first = target.deployment
         return request_attributes(
             operation="chat",
             provider=self.client.resolve(first).provider_type,
@@ -472,7 +377,7 @@ class Gateway:
             route=target.plan.route,
         )
 
-    def _note_attempts(self, call: _Call, attempts: list[Any]) -> None:
+    def _note_attempts(self, call: Call, attempts: list[Any]) -> None:
         """Attempts go to the trace; failures and breaker states to the metrics."""
         call.details["attempts"] = [a.to_dict() for a in attempts]
         for attempt in attempts:
@@ -484,7 +389,7 @@ class Gateway:
                 self.router.breaker(attempt.deployment).state(attempt.deployment) == "open",
             )
 
-    async def _stream(self, request: Request, call: _Call, parsed: ChatCall) -> Response:
+    async def _stream(self, request: Request, call: Call, parsed: ChatCall) -> Response:
         messages, params = await self._prepare(call, parsed)
         target = call.target
         assert target is not None
@@ -493,7 +398,7 @@ class Gateway:
         cached = None if bypass else await self.exact_cache.get(call.tenant or "", cache_key_body)
         reservation = None
         if cached is None:
-            reservation = await self._reserve(call, target.model, messages, params)
+            reservation = await self.budget.reserve(call, messages, params)
         call.cache = "hit" if cached is not None else ("bypass" if bypass else "miss")
         response_id = f"chatcmpl-{call.trace_id}"
         created = now()
@@ -522,9 +427,7 @@ class Gateway:
                     call.result = sink.result
                     final = sink.result.response
                     if reservation is not None:
-                        await self.limiter.settle(
-                            reservation, tokens=final.usage.total_tokens, usd=sink.result.cost.usd
-                        )
+                        await self.budget.settle(reservation, sink.result)
                         reservation = None
                     if not bypass:
                         await self.exact_cache.put(call.tenant or "", cache_key_body, final)
@@ -543,7 +446,7 @@ class Gateway:
                     )
                 call.status, call.error = error.status, error.message
                 if reservation is not None:
-                    await self.limiter.release(reservation)
+                    await self.budget.release(reservation)
                     reservation = None
                 yield error_event(error)
             finally:
@@ -551,14 +454,14 @@ class Gateway:
                     call.status, call.error = 499, "the client closed the connection mid-stream"
                     # Not awaited here: this code runs inside a cancelled scope, where
                     # every await is cancelled again.
-                    self._detach(self._settle_abandoned(call, reservation))
+                    self._detach(self.budget.settle_abandoned(call, reservation))
                 self._finish(call)
 
-        return _EventStream(events(), media_type="text/event-stream", headers=self._headers(call))
+        return EventStream(events(), media_type="text/event-stream", headers=call.headers())
 
     async def _relay(
         self,
-        call: _Call,
+        call: Call,
         target: Target,
         messages: list[dict[str, Any]],
         params: dict[str, Any],
@@ -593,34 +496,6 @@ class Gateway:
             span.record_response(model=response.model, usage=response.usage, cache=call.cache)
             span.record_output(response.content, response.finish_reason)
 
-    async def _reserve(
-        self, call: _Call, model: str, messages: list[dict[str, Any]], params: dict[str, Any]
-    ) -> Any:
-        scopes = [
-            LimitScope(f"key:{call.key_id}", call.key_limits),
-            LimitScope(f"tenant:{call.tenant}", call.tenant_limits),
-        ]
-        deployment = (
-            call.target.plan.deployments[0]
-            if call.target and call.target.plan.deployments
-            else model
-        )
-        input_tokens = call.input_tokens
-        if input_tokens is None:
-            input_tokens = call.input_tokens = self.client.count_tokens(deployment, messages).tokens
-        max_out = int(params.get("max_tokens") or 1024)
-        usd = self._estimated_usd(deployment, input_tokens, max_out)
-        try:
-            return await self.limiter.acquire(scopes, tokens=input_tokens + max_out, usd=usd)
-        except LimitExceeded as exc:
-            raise GatewayError(
-                429,
-                str(exc),
-                kind="rate_limit_exceeded",
-                code=exc.limit,
-                retry_after=exc.retry_after,
-            ) from None
-
     def _detach(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` in a task of its own, outside any cancellation of the caller; the
         gateway keeps a reference until it finishes and waits for it when stopping."""
@@ -628,24 +503,9 @@ class Gateway:
         self._detached.add(task)
         task.add_done_callback(self._detached.discard)
 
-    def _estimated_usd(self, deployment: str, input_tokens: int, output_tokens: int) -> Any:
-        estimate = Usage(input_tokens=input_tokens, output_tokens=output_tokens, estimated=True)
-        return cost(estimate, self.client.price(self.client.resolve(deployment))).usd
-
-    async def _settle_abandoned(self, call: _Call, reservation: Any) -> None:
-        """Settle a stream the client left: the input, and the output relayed so far at
-        about four characters a token (the upstream's usage never arrived)."""
-        target = call.target
-        assert target is not None
-        deployment = target.plan.deployments[0] if target.plan.deployments else target.model
-        input_tokens = call.input_tokens or 0
-        output_tokens = -(-call.relayed_chars // 4)
-        usd = self._estimated_usd(deployment, input_tokens, output_tokens)
-        await self.limiter.settle(reservation, tokens=input_tokens + output_tokens, usd=usd)
-
     # -- helpers -------------------------------------------------------------------------
 
-    def _authenticate(self, request: Request, call: _Call) -> None:
+    def _authenticate(self, request: Request, call: Call) -> None:
         header = request.headers.get("authorization", "")
         secret = (
             header[7:].strip()
@@ -685,65 +545,25 @@ class Gateway:
                 )
         return body
 
-    def _answer(self, call: _Call, response: ChatResponse, result: ChatResult | None) -> Response:
+    def _answer(self, call: Call, response: ChatResponse) -> Response:
         data = response.to_openai()
         data["id"] = f"chatcmpl-{call.trace_id}"
         if call.target is not None:
             data["model"] = call.target.requested
         self._finish(call)
-        return Response(orjson.dumps(data), media_type=_JSON, headers=self._headers(call))
+        return Response(orjson.dumps(data), media_type=_JSON, headers=call.headers())
 
-    def _headers(self, call: _Call) -> dict[str, str]:
-        headers = {"x-lockgate-trace-id": call.trace_id}
-        if call.cache:
-            headers["x-lockgate-cache"] = call.cache
-        if call.result is not None and call.result.cost.usd is not None:
-            headers["x-lockgate-cost-usd"] = f"{call.result.cost.usd:f}"
-        elif call.cache == "hit":
-            headers["x-lockgate-cost-usd"] = "0"
-        overhead = (time.perf_counter() - call.started - call.upstream_s) * 1000
-        headers["x-lockgate-overhead-ms"] = f"{overhead:.3f}"
-        return headers
-
-    def _fail(self, call: _Call, error: GatewayError) -> Response:
+    def _fail(self, call: Call, error: GatewayError) -> Response:
         call.status, call.error = error.status, error.message
         self._finish(call)
         headers = {**error.headers(), "x-lockgate-trace-id": call.trace_id}
         return Response(error.body(), status_code=error.status, media_type=_JSON, headers=headers)
 
-    def _finish(self, call: _Call) -> None:
+    def _finish(self, call: Call) -> None:
         elapsed = time.perf_counter() - call.started
-        result = call.result
-        usage = result.usage if result is not None else Usage()
-        target = call.target
-        record = TraceRecord(
-            id=call.trace_id,
-            at=datetime.now(UTC),
-            tenant=call.tenant,
-            key_id=call.key_id,
-            endpoint=call.endpoint,
-            route=target.plan.route if target else None,
-            prompt_ref=target.prompt_ref if target else None,
-            requested_model=target.requested if target else None,
-            resolved_model=result.resolved.ref if result is not None else None,
-            status=call.status,
-            error=call.error,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cached_tokens=usage.cached_input_tokens,
-            tokens_estimated=usage.estimated,
-            cost_usd=result.cost.usd
-            if result is not None
-            else (Decimal(0) if call.cache == "hit" else None),
-            latency_ms=elapsed * 1000,
-            ttft_ms=call.ttft_s * 1000 if call.ttft_s is not None else None,
-            overhead_ms=(elapsed - call.upstream_s) * 1000,
-            cache=call.cache,
-            stream=call.stream,
-            user=call.user,
-            details=call.details,
-        )
+        record = call.trace_record(elapsed)
         self.traces.submit(record)
+        target, usage = call.target, call.usage
         self.metrics.observe_request(
             route=(target.plan.route or "direct") if target else "none",
             status=call.status,

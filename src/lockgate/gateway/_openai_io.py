@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from lockgate.errors import (
     AuthError,
@@ -234,3 +237,20 @@ def map_error(exc: LockgateError) -> GatewayError:
     if isinstance(exc, UserError):
         return GatewayError(400, str(exc))
     return GatewayError(500, str(exc), kind="server_error")
+
+
+class EventStream(StreamingResponse):
+    """A streamed answer whose generator is closed as soon as the response ends.
+
+    When the client hangs up, Starlette stops iterating and leaves the generator
+    suspended; its ``finally`` (settling the budget, writing the trace) would then wait
+    for garbage collection, and at shutdown it might never run.
+    """
+
+    body_iterator: AsyncGenerator[bytes, None]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()

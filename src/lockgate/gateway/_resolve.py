@@ -39,6 +39,12 @@ class Target:
     retrieval: Retrieval | None = None  # the prompt's retrieval section
     sources: Selection | None = None  # what it kept of the request's documents
 
+    @property
+    def deployment(self) -> str:
+        """The deployment tried first: token counts, the window and prices come from it."""
+        deployments = self.plan.deployments
+        return str(deployments[0]) if deployments else self.model
+
 
 class TargetResolver:
     def __init__(self, settings: Settings, store: Store, router: Any) -> None:

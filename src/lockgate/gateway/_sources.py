@@ -20,15 +20,18 @@ model can cite them. The trace records how many were offered, used and dropped, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lockgate.gateway._context import fit_chunks
 from lockgate.gateway._openai_io import GatewayError
 from lockgate.registry._prompt import Retrieval
 
 __all__ = [
     "Document",
     "Selection",
+    "lay_sources",
     "parse_documents",
     "select",
     "source_line",
@@ -36,6 +39,10 @@ __all__ = [
 ]
 
 MAX_DOCUMENTS = 1000
+# The sources message's heading and each chunk's separator and number, with margin.
+SOURCES_HEADER_TOKENS = 32
+
+Messages = list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -125,3 +132,62 @@ def sources_message(index: str, documents: list[Document]) -> dict[str, Any]:
     parts = [f"Sources retrieved from '{index}' (cite them by number):"]
     parts += [source_line(number, d) for number, d in enumerate(documents, 1)]
     return {"role": "system", "content": "\n\n".join(parts)}
+
+
+def lay_sources(
+    messages: Messages,
+    retrieval: Retrieval,
+    selection: Selection | None,
+    *,
+    count: Callable[[Messages], int],
+    budget: int | None,
+    used_tokens: int,
+) -> tuple[Messages, int | None, dict[str, Any]]:
+    """`messages` with the selected sources after their system text, the conversation's
+    input tokens (None when nothing was added), and what the trace records.
+
+    Args:
+        count: input tokens of a conversation for the target model.
+        budget: input tokens the whole may take; None when the window is unknown (then
+            every selected source is used).
+        used_tokens: what `messages` already take.
+    """
+    details: dict[str, Any] = {"index": retrieval.index, "top_k": retrieval.top_k}
+    if selection is None:
+        details["offered"] = 0
+        details["note"] = "no documents in the request; lockgate has no index to search"
+        return messages, None, details
+
+    def laid_out(documents: list[Document]) -> Messages:
+        if not documents:
+            return messages
+        head = 0
+        while head < len(messages) and messages[head].get("role") == "system":
+            head += 1
+        return [*messages[:head], sources_message(retrieval.index, documents), *messages[head:]]
+
+    kept = selection.kept
+    if budget is not None:
+        # Each source counted as laid out, label included; rank stands in for score.
+        lines = [(source_line(rank + 1, d), -float(rank)) for rank, d in enumerate(kept)]
+        chosen = fit_chunks(
+            lines,
+            count_text=lambda text: count([{"role": "system", "content": text}]),
+            budget=max(0, budget - used_tokens - SOURCES_HEADER_TOKENS),
+        )
+        kept = [kept[i] for i in chosen]
+    with_sources = laid_out(kept)
+    tokens = count(with_sources)
+    while budget is not None and kept and tokens > budget:  # estimates ran short
+        kept = kept[:-1]
+        with_sources = laid_out(kept)
+        tokens = count(with_sources)
+    details.update(
+        offered=selection.offered,
+        used=len(kept),
+        below_min_score=selection.below_min_score,
+        beyond_top_k=selection.beyond_top_k,
+        over_budget=len(selection.kept) - len(kept),
+        ids=[d.id for d in kept if d.id is not None],
+    )
+    return with_sources, tokens, details

@@ -33,19 +33,19 @@ from lockgate.providers._anthropic_translate import (
     to_messages_body,
     uses_response_tool,
 )
-from lockgate.providers._http import (
-    HTTPAnswer,
-    HTTPProvider,
-    decode_json,
-    drain,
-    parse_retry_after,
-    status_error,
-)
+from lockgate.providers._http import HTTPProvider
 from lockgate.providers._types import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
     EmbeddingResponse,
+)
+from lockgate.providers._wire import (
+    HTTPAnswer,
+    decode_json,
+    drain,
+    parse_retry_after,
+    status_error,
 )
 
 __all__ = ["API_VERSION", "DEFAULT_BASE_URL", "AnthropicProvider", "create"]

@@ -37,7 +37,6 @@ from typing import Any
 import orjson
 
 from lockgate.errors import UpstreamError
-from lockgate.providers._http import one_line
 from lockgate.providers._types import (
     ChatChunk,
     ChatRequest,
@@ -46,6 +45,7 @@ from lockgate.providers._types import (
     Message,
     Usage,
 )
+from lockgate.providers._wire import one_line
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",

@@ -28,16 +28,7 @@ from typing import Any
 
 from lockgate.config import ProviderConfig, Settings
 from lockgate.errors import ProviderError, UpstreamError
-from lockgate.providers._http import (
-    HTTPAnswer,
-    HTTPProvider,
-    decode_json,
-    drain,
-    one_line,
-    parse_duration,
-    parse_retry_after,
-    status_error,
-)
+from lockgate.providers._http import HTTPProvider
 from lockgate.providers._types import (
     ChatChunk,
     ChatRequest,
@@ -45,6 +36,15 @@ from lockgate.providers._types import (
     EmbeddingResponse,
     FinishReason,
     Usage,
+)
+from lockgate.providers._wire import (
+    HTTPAnswer,
+    decode_json,
+    drain,
+    one_line,
+    parse_duration,
+    parse_retry_after,
+    status_error,
 )
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAIProvider", "create"]
