@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -43,3 +45,21 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> CliResult:
     code = main(list(args))
     captured = capsys.readouterr()
     return CliResult(code, captured.out, captured.err)
+
+
+T = TypeVar("T")
+
+
+class FakeSleep:
+    """Records the waits instead of waiting (pass it as a retry loop's `sleep`)."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+async def collect(stream: AsyncIterable[T]) -> list[T]:
+    """Everything an async stream yields, in order."""
+    return [item async for item in stream]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -26,8 +26,9 @@ from lockgate.errors import (
 from lockgate.providers._anthropic import AnthropicProvider, create
 from lockgate.providers._anthropic_translate import RESPONSE_TOOL
 from lockgate.providers._retry import RetryPolicy, with_retries
-from lockgate.providers._types import ChatChunk, ChatRequest, Provider, Usage
+from lockgate.providers._types import ChatRequest, Provider, Usage
 from lockgate.testing import Rule, ScriptedUpstream
+from tests.helpers import FakeSleep, collect
 
 MODEL = "claude-test"
 WHERE = f"provider 'claude' (anthropic), model '{MODEL}'"
@@ -58,18 +59,6 @@ def ask(text: str, **params: Any) -> ChatRequest:
     return ChatRequest(model=MODEL, messages=[{"role": "user", "content": text}], **params)
 
 
-async def collect(stream: AsyncIterator[ChatChunk]) -> list[ChatChunk]:
-    return [chunk async for chunk in stream]
-
-
-class FakeSleep:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
 # -- against the scripted upstream ---------------------------------------------------------
 
 
@@ -77,19 +66,6 @@ class FakeSleep:
 def _no_anthropic_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "CLAUDE_KEY"):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ScriptedUpstream]:
-    with ScriptedUpstream(latency=0.0) as upstream:
-        yield upstream
-
-
-@pytest.fixture
-def up(server: ScriptedUpstream) -> ScriptedUpstream:
-    server.set_rules([])
-    server.reset()
-    return server
 
 
 @pytest.fixture

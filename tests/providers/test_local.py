@@ -24,7 +24,8 @@ from lockgate.errors import (
 )
 from lockgate.providers._local import LocalOptions, LocalProvider, create
 from lockgate.providers._local_models import CATALOGUE, ensure_model_file
-from lockgate.providers._types import ChatChunk, ChatRequest, Provider
+from lockgate.providers._types import ChatRequest, Provider
+from tests.helpers import collect
 
 SMOL = "smollm2-135m-instruct"
 MINILM = "all-minilm-l6-v2"
@@ -57,10 +58,6 @@ def ask(content: str, **fields: Any) -> ChatRequest:
     fields.setdefault("temperature", 0)
     fields.setdefault("max_tokens", 24)
     return ChatRequest(model=SMOL, messages=[{"role": "user", "content": content}], **fields)
-
-
-async def collect(stream: Any) -> list[ChatChunk]:
-    return [chunk async for chunk in stream]
 
 
 def test_is_a_provider_and_is_built_by_its_factory(tmp_path: Path) -> None:

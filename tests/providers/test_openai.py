@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -26,9 +26,10 @@ from lockgate.errors import (
 )
 from lockgate.providers._openai import OpenAIProvider, create, rate_limit_wait
 from lockgate.providers._retry import RetryPolicy, stream_with_retries, with_retries
-from lockgate.providers._types import ChatChunk, ChatRequest, Provider, Usage
+from lockgate.providers._types import ChatRequest, Provider, Usage
 from lockgate.providers._wire import HTTPAnswer
 from lockgate.testing import Rule, ScriptedUpstream
+from tests.helpers import FakeSleep, collect
 
 MODEL = "gpt-test"
 WHERE = f"provider 'scripted' (openai), model '{MODEL}'"
@@ -49,31 +50,10 @@ def ask(text: str, **params: Any) -> ChatRequest:
     return ChatRequest(model=MODEL, messages=[{"role": "user", "content": text}], **params)
 
 
-class FakeSleep:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
 @pytest.fixture(autouse=True)
 def _no_openai_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SCRIPTED_KEY"):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ScriptedUpstream]:
-    with ScriptedUpstream(latency=0.0) as upstream:
-        yield upstream
-
-
-@pytest.fixture
-def up(server: ScriptedUpstream) -> ScriptedUpstream:
-    server.set_rules([])
-    server.reset()
-    return server
 
 
 @pytest.fixture
@@ -93,10 +73,6 @@ async def make(up: ScriptedUpstream) -> AsyncIterator[Make]:
     yield make
     for provider in made:
         await provider.aclose()
-
-
-async def collect(stream: AsyncIterator[ChatChunk]) -> list[ChatChunk]:
-    return [chunk async for chunk in stream]
 
 
 # -- whole and streamed chat --------------------------------------------------------------

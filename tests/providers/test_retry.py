@@ -22,16 +22,7 @@ from lockgate.providers._retry import (
     stream_with_retries,
     with_retries,
 )
-
-
-class FakeSleep:
-    """Records the waits instead of waiting."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
+from tests.helpers import FakeSleep, collect
 
 
 def failing(
@@ -224,10 +215,6 @@ class ScriptedStreams:
                 raise error
         finally:
             self.closed += 1
-
-
-async def collect(stream: AsyncIterator[str]) -> list[str]:
-    return [item async for item in stream]
 
 
 async def test_stream_retries_before_the_first_item() -> None:
