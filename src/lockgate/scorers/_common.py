@@ -27,6 +27,7 @@ __all__ = [
     "missing_expected",
     "normalise",
     "references",
+    "references_or_failure",
     "resolve_threshold",
     "to_text",
 ]
@@ -78,6 +79,15 @@ def errored(output: Output) -> Score | None:
 
 def missing_expected() -> Score:
     return Score(0.0, False, "the case has no `expected` value to compare against")
+
+
+def references_or_failure(output: Output, case: Case, value: Any = None) -> list[str] | Score:
+    """What to compare `output` with (see `references`), or the failing Score when the
+    target errored or the case has nothing to compare against."""
+    if (failed := errored(output)) is not None:
+        return failed
+    answers = references(case, value)
+    return missing_expected() if answers is None else answers
 
 
 def to_text(value: Any) -> str:

@@ -26,9 +26,8 @@ from lockgate.scorers._common import (
     check_threshold,
     errored,
     load_module,
-    missing_expected,
     normalise,
-    references,
+    references_or_failure,
     resolve_threshold,
 )
 from lockgate.scorers._registry import CaseScorer, ScorerContext, scorer
@@ -80,11 +79,9 @@ def equals(value: Any = None, ignore_case: bool = False, strip: bool = True) -> 
     """
 
     async def score(output: Output, case: Case, ctx: ScorerContext) -> Score:
-        if (failed := errored(output)) is not None:
-            return failed
-        answers = references(case, value)
-        if answers is None:
-            return missing_expected()
+        answers = references_or_failure(output, case, value)
+        if isinstance(answers, Score):
+            return answers
         text = normalise(output.text, ignore_case=ignore_case, strip=strip)
         for answer in answers:
             if normalise(answer, ignore_case=ignore_case, strip=strip) == text:
@@ -114,11 +111,9 @@ def contains(
     given = list(values) if values is not None else value
 
     async def score(output: Output, case: Case, ctx: ScorerContext) -> Score:
-        if (failed := errored(output)) is not None:
-            return failed
-        needles = references(case, given)
-        if needles is None:
-            return missing_expected()
+        needles = references_or_failure(output, case, given)
+        if isinstance(needles, Score):
+            return needles
         text = normalise(output.text, ignore_case=ignore_case)
         found = [n for n in needles if normalise(n, ignore_case=ignore_case) in text]
         missing = [n for n in needles if n not in found]
@@ -189,11 +184,9 @@ def starts_with(value: Any = None, ignore_case: bool = False, strip: bool = True
     """Prefix check against `value` (default: `expected`; a list = alternatives)."""
 
     async def score(output: Output, case: Case, ctx: ScorerContext) -> Score:
-        if (failed := errored(output)) is not None:
-            return failed
-        prefixes = references(case, value)
-        if prefixes is None:
-            return missing_expected()
+        prefixes = references_or_failure(output, case, value)
+        if isinstance(prefixes, Score):
+            return prefixes
         text = normalise(output.text, ignore_case=ignore_case, strip=strip)
         for prefix in prefixes:
             if text.startswith(normalise(prefix, ignore_case=ignore_case, strip=strip)):
@@ -219,11 +212,9 @@ def levenshtein(
     distance = load_module("rapidfuzz.distance.Levenshtein", "levenshtein")
 
     async def score(output: Output, case: Case, ctx: ScorerContext) -> Score:
-        if (failed := errored(output)) is not None:
-            return failed
-        answers = references(case)
-        if answers is None:
-            return missing_expected()
+        answers = references_or_failure(output, case)
+        if isinstance(answers, Score):
+            return answers
         text = normalise(output.text, ignore_case=ignore_case, strip=strip)
         ratios = [
             float(
@@ -260,11 +251,9 @@ def bleu(threshold: float = 0.3, tokenize: str = "13a", lowercase: bool = False)
     metric = metrics.BLEU(lowercase=lowercase, tokenize=tokenize, effective_order=True)
 
     async def score(output: Output, case: Case, ctx: ScorerContext) -> Score:
-        if (failed := errored(output)) is not None:
-            return failed
-        refs = references(case)
-        if refs is None:
-            return missing_expected()
+        refs = references_or_failure(output, case)
+        if isinstance(refs, Score):
+            return refs
         result = metric.sentence_score(output.text, refs)
         value = min(1.0, max(0.0, float(result.score) / 100.0))
         details = {"bleu": float(result.score), "references": len(refs), "tokenize": tokenize}
@@ -291,11 +280,9 @@ def rouge(variant: str = "rougeL", threshold: float = 0.5, stemmer: bool = False
     metric = module.RougeScorer([variant], tokenizer=_RougeTokenizer(stemmer))
 
     async def score(output: Output, case: Case, ctx: ScorerContext) -> Score:
-        if (failed := errored(output)) is not None:
-            return failed
-        refs = references(case)
-        if refs is None:
-            return missing_expected()
+        refs = references_or_failure(output, case)
+        if isinstance(refs, Score):
+            return refs
         if len(refs) == 1:
             result = metric.score(refs[0], output.text)[variant]
         else:
@@ -346,11 +333,9 @@ def semantic_similarity(threshold: float = 0.8, model: str = EMBEDDING_MODEL) ->
     threshold = check_threshold(threshold)
 
     async def score(output: Output, case: Case, ctx: ScorerContext) -> Score:
-        if (failed := errored(output)) is not None:
-            return failed
-        refs = references(case)
-        if refs is None:
-            return missing_expected()
+        refs = references_or_failure(output, case)
+        if isinstance(refs, Score):
+            return refs
         if ctx.client is None:
             return Score(0.0, False, "no model client to compute embeddings with")
         # Read before awaiting: the context is shared by the attempts scored concurrently.
