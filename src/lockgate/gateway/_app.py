@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -117,6 +118,9 @@ class Gateway:
     async def start(self) -> None:
         await asyncio.to_thread(self.keys.refresh)
         await asyncio.to_thread(self._warm)
+        # Starlette streams through anyio, which imports its asyncio backend on first use:
+        # ~20 ms on the event loop inside the first streamed answer. Load it now.
+        anyio.current_time()
         await self.traces.start()
         self._stop.clear()
         self._tasks = [
