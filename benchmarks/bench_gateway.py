@@ -31,25 +31,19 @@ import math
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from _competitors import competitor  # this directory is on sys.path when run as a script
 
-from lockgate.config import load_settings
-from lockgate.governance._tenants import Limits, TenantStore
-from lockgate.store import Store
-from lockgate.testing import upstream_process
+from lockgate.testing import gateway_process, upstream_process
 
 BODY = {"model": "fast", "messages": [{"role": "user", "content": "ping"}]}
 JSON = {"content-type": "application/json"}
@@ -245,44 +239,6 @@ def measure(
     )
 
 
-@contextmanager
-def lockgate_serving(upstream: str, core: int) -> Iterator[tuple[str, int, str, int]]:
-    """A lockgate gateway pinned to `core`: (base URL, port, API key, pid)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp)
-        (home / "lockgate.yaml").write_text(
-            f"home: home\nproviders:\n  up: {{type: openai, base_url: '{upstream}/v1'}}\n"
-            "routes:\n  fast: {deployments: [up/gpt-4o-mini-2024-07-18]}\n"
-        )
-        settings = load_settings(cwd=home)
-        store = Store.open(settings)
-        tenants = TenantStore(store, actor="bench")
-        tenants.create_tenant("bench", Limits())
-        _, secret = tenants.create_key("bench")
-        store.close()
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE_")}
-        lockgate = str(Path(sys.executable).parent / "lockgate")
-        server = subprocess.Popen(
-            ["taskset", "-c", str(core), lockgate, "serve", "--port", str(port)],
-            cwd=home,
-            env=env,
-            stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            yield base, port, secret, server.pid
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=60)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
@@ -301,7 +257,11 @@ def main() -> None:
     results: list[Measured] = []
     with upstream_process(script=script) as upstream:
         direct = upstream + "/v1/chat/completions"
-        with lockgate_serving(upstream, gateway_core) as (base, port, secret, pid):
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            gateway_process(upstream, Path(tmp), core=gateway_core) as gateway,
+        ):
+            base, port, secret, pid = gateway.url, gateway.port, gateway.api_key, gateway.pid
             time.sleep(0.5)
             idle = rss_mb(pid)
             headers = {"authorization": f"Bearer {secret}", "x-lockgate-cache": "bypass"}

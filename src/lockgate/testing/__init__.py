@@ -8,8 +8,16 @@ Example:
 
 from __future__ import annotations
 
-from lockgate.testing._process import upstream_process
+from lockgate.testing._process import ServedGateway, gateway_process, upstream_process
 from lockgate.testing._upstream import ScriptedUpstream
 from lockgate.testing._upstream_script import RecordedRequest, Rule, load_rules
 
-__all__ = ["RecordedRequest", "Rule", "ScriptedUpstream", "load_rules", "upstream_process"]
+__all__ = [
+    "RecordedRequest",
+    "Rule",
+    "ScriptedUpstream",
+    "ServedGateway",
+    "gateway_process",
+    "load_rules",
+    "upstream_process",
+]
